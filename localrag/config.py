@@ -1,0 +1,71 @@
+"""Where things live and the settings that shape indexing.
+
+One environment variable, LOCALRAG_HOME, moves everything (tests rely on it). Model files live
+in `models/`: the checkout's own `models/` folder when running from a source tree, otherwise
+`$LOCALRAG_HOME/models`; LOCALRAG_MODELS_DIR overrides both.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+DEFAULT_MAX_FILE_BYTES = 50 * 1024 * 1024
+DEFAULT_EMBEDDER = "all-MiniLM-L6-v2"
+
+
+def home_dir() -> Path:
+    """The per-user data folder: databases, models (outside a checkout), settings."""
+    env = os.environ.get("LOCALRAG_HOME")
+    if env:
+        return Path(env).expanduser()
+    if sys.platform == "darwin":
+        return Path.home() / "Library" / "Application Support" / "localrag"
+    xdg = os.environ.get("XDG_DATA_HOME")
+    return (Path(xdg) if xdg else Path.home() / ".local" / "share") / "localrag"
+
+
+def _checkout_models_dir() -> Path | None:
+    """`models/` beside the package when localrag runs from its source tree."""
+    root = Path(__file__).resolve().parent.parent
+    if (root / "pyproject.toml").is_file() and (root / "models").is_dir():
+        return root / "models"
+    return None
+
+
+def models_dir() -> Path:
+    env = os.environ.get("LOCALRAG_MODELS_DIR")
+    if env:
+        return Path(env).expanduser()
+    if "LOCALRAG_HOME" not in os.environ:
+        checkout = _checkout_models_dir()
+        if checkout is not None:
+            return checkout
+    return home_dir() / "models"
+
+
+def embedders_dir() -> Path:
+    return models_dir() / "embedders"
+
+
+def default_db_path() -> Path:
+    env = os.environ.get("LOCALRAG_DB")
+    if env:
+        return Path(env).expanduser()
+    return home_dir() / "index.db"
+
+
+@dataclass
+class IndexSettings:
+    """Knobs of one indexing run; defaults suit a laptop."""
+
+    max_file_bytes: int = DEFAULT_MAX_FILE_BYTES
+    # Passage size in the embedder's own tokens; None means "as long as the model was trained on".
+    chunk_tokens: int | None = None
+    overlap_tokens: int = 24
+    # Chunks embedded per model call across files: big enough to keep the model busy,
+    # small enough that a Ctrl-C loses little work.
+    embed_batch: int = 64
+    extra_ignore: list[str] = field(default_factory=list)

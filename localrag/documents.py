@@ -1,0 +1,68 @@
+"""What parsers produce and what the chunker makes of it.
+
+Positions are kept all the way through so every search result can say exactly where it came
+from: 1-based inclusive line numbers for text formats, 1-based page numbers for PDF, and a
+character span into the document's extracted text.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class Block:
+    """One structural unit of a document: a paragraph, a code block, a table, a list item run.
+
+    `kind` is one of "paragraph", "code", "table", "list", "heading".
+    Headings are not emitted as blocks of their own: they become the `heading_path` of the
+    blocks beneath them (kind "heading" exists for documents made only of headings).
+    """
+
+    text: str
+    kind: str
+    heading_path: tuple[str, ...]
+    char_start: int
+    char_end: int
+    line_start: int | None = None
+    line_end: int | None = None
+    page: int | None = None
+
+
+@dataclass
+class ParsedDocument:
+    """A file turned into text. `blocks` char spans index into `text`."""
+
+    text: str
+    blocks: list[Block]
+    format: str
+    title: str | None = None
+    page_count: int | None = None
+    metadata: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """A passage that is embedded and searched as one unit."""
+
+    ordinal: int
+    text: str
+    heading_path: tuple[str, ...]
+    char_start: int
+    char_end: int
+    token_count: int
+    line_start: int | None = None
+    line_end: int | None = None
+    page_start: int | None = None
+    page_end: int | None = None
+
+    @property
+    def heading(self) -> str:
+        return " > ".join(self.heading_path)
+
+    @property
+    def embed_text(self) -> str:
+        """What the embedder sees: the heading path gives a passage its context."""
+        if self.heading_path:
+            return f"{self.heading}\n\n{self.text}"
+        return self.text

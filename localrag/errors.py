@@ -1,0 +1,31 @@
+"""The one exception hierarchy: every message is written for the user."""
+
+from __future__ import annotations
+
+
+class LocalragError(Exception):
+    """Base class; the CLI prints these without a traceback."""
+
+
+class ConfigError(LocalragError):
+    """A setting or a path given by the user is unusable."""
+
+
+class ParseError(LocalragError):
+    """One file could not be turned into text; recorded per file, never fatal to a run."""
+
+
+class SkipFile(ParseError):
+    """The file is deliberately not indexed (binary, too big); recorded, not an error."""
+
+
+class EmbedderError(LocalragError):
+    """The embedding model is missing or cannot be loaded."""
+
+
+class ModelMismatchError(LocalragError):
+    """The index was built with a different embedding model than the one in use."""
+
+
+class StoreError(LocalragError):
+    """The database cannot be opened or is not a localrag index."""
