@@ -1,0 +1,232 @@
+"""Indexing and query benchmarks, each figure against a reference measured in the same run.
+
+    python bench/bench_index.py [--corpus bench/corpora/postgresql-15] [--quick]
+
+Prints (and writes to bench/results/index.json):
+  1. end-to-end indexing chunks/s vs the embedder's raw chunks/s on the same chunks (target ≥ 0.9)
+  2. unchanged re-run over ≥ 5k files (target < 2 s), as a ratio of a bare os.walk+stat of
+     the same tree
+  3. hybrid query latency p50/p95 on the real index, and at 100k chunks with synthetic vectors
+     (target p50 < 50 ms including the query embedding), vs the query embedding alone
+  4. peak RSS
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from localrag.config import IndexSettings  # noqa: E402
+from localrag.embedder import load_embedder  # noqa: E402
+from localrag.indexer import Indexer, text_hash  # noqa: E402
+from localrag.retrieval import Retriever  # noqa: E402
+from localrag.store import Store  # noqa: E402
+
+QUERIES = [
+    "how do I create an index concurrently without locking the table",
+    "what does VACUUM FULL do",
+    "configure streaming replication between two servers",
+    "pg_stat_statements track utility commands",
+    "difference between jsonb and json",
+    "how to restore a dump made with pg_dump custom format",
+    "row level security policies",
+    "what is the default value of work_mem",
+    "window functions rank over partition",
+    "logical decoding output plugin",
+]
+
+
+class SyntheticVectors:
+    """The real tokenizer and chunking, but random unit vectors: for large setup only."""
+
+    def __init__(self, real) -> None:  # type: ignore[no-untyped-def]
+        self.real = real
+        self.identity = real.identity
+        self.max_tokens = real.max_tokens
+        self.rng = np.random.default_rng(0)
+
+    def count(self, text: str) -> int:
+        return int(self.real.count(text))
+
+    def count_tokens(self, text: str) -> int:
+        return int(self.real.count_tokens(text))
+
+    def embed_passages(self, texts):  # type: ignore[no-untyped-def]
+        v = self.rng.standard_normal((len(texts), self.identity.dim)).astype(np.float32)
+        return v / np.linalg.norm(v, axis=1, keepdims=True)
+
+    def embed_query(self, text: str) -> np.ndarray:
+        return self.real.embed_query(text)  # type: ignore[no-any-return]
+
+
+def percentile(values: list[float], q: float) -> float:
+    return float(np.percentile(np.array(values), q))
+
+
+def bench_indexing(corpus: Path, work: Path, embedder) -> dict:  # type: ignore[no-untyped-def]
+    db = work / "corpus.db"
+    with Store.open(db) as store:
+        started = time.perf_counter()
+        report = Indexer(store, embedder).index([corpus])
+        e2e_seconds = time.perf_counter() - started
+        texts = [
+            f"{h}\n\n{t}" if h else t
+            for h, t in store.db.execute(
+                "SELECT c.heading, c.text FROM chunks c GROUP BY c.embedding_id"
+            )
+        ]
+    # The reference: the same passages straight through the embedder, nothing else.
+    started = time.perf_counter()
+    for start in range(0, len(texts), 256):
+        embedder.embed_passages(texts[start : start + 256])
+    raw_seconds = time.perf_counter() - started
+    e2e = report.chunks_embedded / e2e_seconds
+    raw = len(texts) / raw_seconds
+    return {
+        "files": report.files_seen,
+        "chunks_embedded": report.chunks_embedded,
+        "end_to_end_chunks_per_s": round(e2e, 2),
+        "raw_embedder_chunks_per_s": round(raw, 2),
+        "ratio": round(e2e / raw, 3),
+        "target_ratio": 0.9,
+        "db": str(db),
+    }
+
+
+def bench_unchanged_rerun(work: Path, embedder, files: int) -> dict:  # type: ignore[no-untyped-def]
+    tree = work / "many"
+    for i in range(files):
+        folder = tree / f"d{i % 50:02}"
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / f"note-{i:05}.md").write_text(
+            f"# Note {i}\n\nMeeting {i} decided to move item {i % 97} to the next sprint.\n"
+        )
+    fake = SyntheticVectors(embedder)
+    with Store.open(work / "many.db") as store:
+        Indexer(store, fake).index([tree])
+        # Reference: the least any re-run must do, walking and stat-ing every file.
+        started = time.perf_counter()
+        for folder, _dirs, names in os.walk(tree):
+            for name in names:
+                os.stat(os.path.join(folder, name))
+        walk_seconds = time.perf_counter() - started
+        timings = []
+        for _ in range(3):
+            started = time.perf_counter()
+            report = Indexer(store, fake).index([tree])
+            timings.append(time.perf_counter() - started)
+            assert report.unchanged == files and report.chunks_embedded == 0
+    best = min(timings)
+    return {
+        "files": files,
+        "rerun_seconds": round(best, 3),
+        "walk_stat_seconds": round(walk_seconds, 3),
+        "ratio_to_walk": round(best / walk_seconds, 2),
+        "target_seconds": 2.0,
+    }
+
+
+def bench_queries(store: Store, embedder, label: str) -> dict:  # type: ignore[no-untyped-def]
+    retriever = Retriever(store, embedder)
+    for q in QUERIES[:3]:
+        retriever.search(q, 10)  # warm caches
+    latencies, embed_only = [], []
+    for _ in range(5):
+        for q in QUERIES:
+            started = time.perf_counter()
+            embedder.embed_query(q)
+            embed_only.append((time.perf_counter() - started) * 1000)
+            started = time.perf_counter()
+            retriever.search(q, 10)
+            latencies.append((time.perf_counter() - started) * 1000)
+    chunks = store.stats().chunks
+    return {
+        "label": label,
+        "chunks": chunks,
+        "p50_ms": round(percentile(latencies, 50), 2),
+        "p95_ms": round(percentile(latencies, 95), 2),
+        "query_embedding_p50_ms": round(percentile(embed_only, 50), 2),
+        "target_p50_ms": 50,
+    }
+
+
+def build_synthetic_index(db: Path, embedder, source_db: Path, size: int) -> None:  # type: ignore[no-untyped-def]
+    """`size` chunks: real passage texts (recycled) with random vectors, via the store API."""
+    from localrag.documents import Chunk
+    from localrag.store import PendingDocument
+
+    with Store.open(source_db, create=False) as src:
+        texts = [r[0] for r in src.db.execute("SELECT text FROM chunks LIMIT 20000")]
+    rng = np.random.default_rng(1)
+    with Store.open(db) as store:
+        store.bind_embedder(embedder.identity.name, embedder.identity.dim, embedder.identity.fingerprint)
+        root = store.add_root("/synthetic")
+        per_doc = 50
+        for d in range(size // per_doc):
+            chunks, hashes, vectors = [], [], {}
+            for i in range(per_doc):
+                n = d * per_doc + i
+                text = f"{texts[n % len(texts)]} [{n}]"
+                chunks.append(Chunk(i, text, (), 0, len(text), 100))
+                h = text_hash(text)
+                hashes.append(h)
+                v = rng.standard_normal(embedder.identity.dim).astype(np.float32)
+                vectors[h] = v / np.linalg.norm(v)
+            store.replace_document(
+                PendingDocument(f"/synthetic/doc{d}.txt", root.id, 1, 1, f"h{d}", "text", None, chunks, hashes),
+                vectors,
+            )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--corpus", type=Path, default=ROOT / "bench" / "corpora" / "postgresql-15")
+    parser.add_argument("--files", type=int, default=5000, help="files for the unchanged re-run")
+    parser.add_argument("--synthetic", type=int, default=100_000, help="chunks for the large-index query test")
+    parser.add_argument("--keep", type=Path, default=None, help="keep the work folder here")
+    args = parser.parse_args()
+    if not args.corpus.is_dir():
+        sys.exit(f"no corpus at {args.corpus}: run bench/fetch_corpus.sh first")
+
+    embedder = load_embedder()
+    work = Path(tempfile.mkdtemp(prefix="localrag-bench-"))
+    results: dict = {"settings": {"chunk_tokens": IndexSettings().chunk_tokens or embedder.max_tokens}}
+    try:
+        print(f"indexing {args.corpus} …", flush=True)
+        results["indexing"] = bench_indexing(args.corpus, work, embedder)
+        print(json.dumps(results["indexing"], indent=2), flush=True)
+        with Store.open(work / "corpus.db", create=False) as store:
+            results["query_real"] = bench_queries(store, embedder, "real corpus")
+        print(json.dumps(results["query_real"], indent=2), flush=True)
+        build_synthetic_index(work / "synthetic.db", embedder, work / "corpus.db", args.synthetic)
+        with Store.open(work / "synthetic.db", create=False) as store:
+            results["query_synthetic"] = bench_queries(store, embedder, f"{args.synthetic} synthetic")
+        print(json.dumps(results["query_synthetic"], indent=2), flush=True)
+        results["unchanged_rerun"] = bench_unchanged_rerun(work, embedder, args.files)
+        print(json.dumps(results["unchanged_rerun"], indent=2), flush=True)
+        results["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+        print(f"peak RSS: {results['peak_rss_mb']} MB")
+        out = ROOT / "bench" / "results"
+        out.mkdir(exist_ok=True)
+        (out / "index.json").write_text(json.dumps(results, indent=2))
+    finally:
+        if args.keep:
+            shutil.move(str(work), str(args.keep))
+        else:
+            shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,5 @@
+"""`python -m localrag` runs the CLI."""
+
+from localrag.cli import main
+
+main()

