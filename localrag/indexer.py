@@ -130,7 +130,8 @@ class Indexer:
         self._total = total
         for root, entries, problem_paths in targets:
             self._index_root(root, entries, problem_paths, report)
-        self.store.collect_garbage()
+        if report.changed or report.failed or report.skipped:
+            self.store.collect_garbage()  # only replaced or deleted files leave orphans
         report.seconds = time.perf_counter() - started
         self.on_event(
             IndexEvent(
@@ -278,7 +279,7 @@ class Indexer:
         self,
         prepared: _Prepared,
         missing: dict[str, DocumentRow],
-        missing_by_hash: dict[str | None, DocumentRow],
+        missing_by_hash: dict[str, DocumentRow],
         batch: _EmbedBatch,
         report: IndexReport,
     ) -> None:
@@ -295,8 +296,10 @@ class Indexer:
             report.unchanged += 1
             self._file_done(entry.path, "unchanged")
             return
-        moved_from = missing_by_hash.get(prepared.hash) if existing is None else None
-        if moved_from is not None and moved_from.path not in batch.moved_from:
+        moved_from = (
+            missing_by_hash.get(prepared.hash) if existing is None and prepared.hash else None
+        )
+        if moved_from is not None and prepared.hash and moved_from.path not in batch.moved_from:
             self.store.move_document(moved_from.id, entry.path, root.id, entry.size, entry.mtime_ns)
             batch.moved_from.add(moved_from.path)
             del missing_by_hash[prepared.hash]

@@ -7,6 +7,7 @@ rank fusion needs no score calibration between the two, so it is robust across c
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass, field
 from typing import Literal
@@ -19,18 +20,27 @@ from localrag.store import ChunkHit, Store
 
 Mode = Literal["hybrid", "vector", "keyword"]
 
-# RRF's damping constant from Cormack et al. (2009); larger flattens the rank curve.
-RRF_K = 60
+# Fusion settings, tuned with `localrag eval retrieval` on the PostgreSQL manual
+# (bench/questions): a steep rank curve (small k) and the keyword list at half weight were best;
+# the usual k=60 with equal weights let keyword noise push good vector hits down.
+RRF_K = 10
+KEYWORD_WEIGHT = 0.5
 # How deep each retriever looks before fusion.
 CANDIDATES = 50
 # Binary (sign-bit) KNN is a coarse first pass; this many are rescored with float vectors.
 BINARY_OVERSAMPLE = 400
+# A keyword hit must carry at least this share of the query's IDF weight to count: one
+# incidental common word ("long", "home") must not outvote the meaning of a whole question.
+MIN_KEYWORD_COVERAGE = 0.7
+# Document frequencies are counted up to this many chunks: beyond it a term is common anyway.
+_DF_CAP = 5000
 
 _WORD = re.compile(r"\w+", re.UNICODE)
 _STOPWORDS = frozenset(
-    """a an and are as at be but by can do does for from has have how i if in is it its of on
-    or so that the their there these this to was what when where which who why will with you
-    your""".split()
+    (
+        "a an and are as at be but by can do does for from has have how i if in is it its of on or "
+        "so that the their there these this to was what when where which who why will with you your"
+    ).split()
 )
 _MAX_QUERY_TERMS = 32
 
@@ -111,10 +121,11 @@ class Retriever:
         with self.store.snapshot():
             if mode in ("hybrid", "vector") and query.strip():
                 vector_ranked = self._vector_search(query, depth, path_filter)
-            if mode in ("hybrid", "keyword"):
+            if mode == "keyword":
                 match = fts_query(query)
-                if match:
-                    keyword_ranked = self.store.fts_search(match, depth, path_filter)
+                keyword_ranked = self.store.fts_search(match, depth, path_filter) if match else []
+            elif mode == "hybrid":
+                keyword_ranked = self._keyword_search(query, depth, path_filter)
             fused = _fuse(vector_ranked, keyword_ranked)
             hits = self.store.chunk_hits([cid for cid, _ in fused[: k * 3]])
         vector_scores = dict(vector_ranked)
@@ -142,6 +153,39 @@ class Retriever:
                 break
         return results
 
+    def _keyword_search(
+        self, query: str, depth: int, path_filter: str | None
+    ) -> list[tuple[int, float]]:
+        """Hybrid's keyword side: BM25 hits that cover enough of the query (by IDF).
+
+        Like a search engine's "minimum should match": each term weighs its inverse document
+        frequency, and terms found nowhere count at full weight, so a passage matching one
+        common word of a long question is dropped while one matching its rare words stays.
+        """
+        match = fts_query(query)
+        if match is None:
+            return []
+        ranked = self.store.fts_search(match, depth, path_filter)
+        terms = query_terms(query)
+        if not ranked or len(terms) < 2:
+            return ranked
+        total = max(self.store.chunk_count(), 1)
+        ids = [chunk_id for chunk_id, _ in ranked]
+        weights: dict[str, float] = {}
+        matched: dict[str, set[int]] = {}
+        for term in terms:
+            quoted = '"' + term.replace('"', '""') + '"'
+            df = self.store.term_chunk_count(quoted, _DF_CAP)
+            weights[term] = math.log(1 + total / (df + 0.5))
+            matched[term] = self.store.chunks_matching(quoted, ids) if df else set()
+        full = sum(weights.values())
+        kept = []
+        for chunk_id, score in ranked:
+            covered = sum(w for t, w in weights.items() if chunk_id in matched[t])
+            if covered / full >= MIN_KEYWORD_COVERAGE:
+                kept.append((chunk_id, score))
+        return kept
+
     def _vector_search(
         self, query: str, depth: int, path_filter: str | None
     ) -> list[tuple[int, float]]:
@@ -166,59 +210,73 @@ class Retriever:
 def _fuse(
     vector_ranked: list[tuple[int, float]], keyword_ranked: list[tuple[int, float]]
 ) -> list[tuple[int, float]]:
-    """Reciprocal rank fusion of two best-first lists of (chunk id, score)."""
+    """Weighted reciprocal rank fusion of two best-first lists of (chunk id, score)."""
     fused: dict[int, float] = {}
-    for ranked in (vector_ranked, keyword_ranked):
+    for weight, ranked in ((1.0, vector_ranked), (KEYWORD_WEIGHT, keyword_ranked)):
         for rank, (chunk_id, _) in enumerate(ranked):
-            fused[chunk_id] = fused.get(chunk_id, 0.0) + 1.0 / (RRF_K + rank + 1)
+            fused[chunk_id] = fused.get(chunk_id, 0.0) + weight / (RRF_K + rank + 1)
     return sorted(fused.items(), key=lambda item: -item[1])
 
 
 # -- highlighting -------------------------------------------------------------------------------
 
 
-def _term_pattern(terms: list[str]) -> re.Pattern[str] | None:
-    """Match each term and its inflections (`index` → indexes, indexing) as whole words."""
-    stems = []
-    for term in terms:
-        stem = term
-        for suffix in ("ing", "es", "ed", "s"):
-            if len(term) > len(suffix) + 3 and term.endswith(suffix):
-                stem = term[: -len(suffix)]
-                break
-        stems.append(re.escape(stem))
+def _stem(term: str) -> str:
+    for suffix in ("ing", "es", "ed", "s"):
+        if len(term) > len(suffix) + 3 and term.endswith(suffix):
+            return term[: -len(suffix)]
+    return term
+
+
+def _term_matches(text: str, query: str) -> list[tuple[int, int, str]]:
+    """(start, end, stem) of each query term or inflection (index → indexes) in `text`."""
+    stems = sorted({_stem(t) for t in query_terms(query)}, key=len, reverse=True)
     if not stems:
-        return None
-    return re.compile(r"\b(?:" + "|".join(sorted(stems, key=len, reverse=True)) + r")\w*", re.I)
+        return []
+    pattern = re.compile(r"\b(" + "|".join(map(re.escape, stems)) + r")\w*", re.I)
+    return [(m.start(), m.end(), m.group(1).lower()) for m in pattern.finditer(text)]
+
+
+def _cover(matches: list[tuple[int, str]]) -> int:
+    """Smallest stretch of text holding one match of every distinct term among `matches`."""
+    stems = {stem for _, stem in matches}
+    best = 1 << 30
+    for pos, _ in matches:
+        reach = 0
+        for stem in stems:
+            reach = max(reach, min(abs(p - pos) for p, s in matches if s == stem))
+        best = min(best, reach)
+    return best
 
 
 def highlight_spans(text: str, query: str) -> list[tuple[int, int]]:
     """Character spans of query terms in `text`, for the CLI and TUI to emphasise."""
-    pattern = _term_pattern(query_terms(query))
-    if pattern is None:
-        return []
-    return [m.span() for m in pattern.finditer(text)]
+    return [(a, b) for a, b, _ in _term_matches(text, query)]
 
 
 def snippet(text: str, query: str, width: int = 320) -> tuple[str, list[tuple[int, int]]]:
-    """A window of `text` around the densest run of query terms, with spans inside it."""
+    """A window of `text` showing the most distinct query terms, with their spans inside it."""
     flat = " ".join(text.split())
-    spans = highlight_spans(flat, query)
+    matches = _term_matches(flat, query)
+    spans = [(a, b) for a, b, _ in matches]
     if len(flat) <= width:
         return flat, spans
     start = 0
-    if spans:
-        # Slide the window start over term positions; keep the one covering the most terms.
-        best, best_count = 0, -1
-        for s, _ in spans:
+    if matches:
+        # Try a window starting a little before each match. Prefer more distinct terms, then
+        # terms close together ("partial index" beats "index … partial"), then more matches.
+        best, best_score = 0, (-1, 0, -1)
+        for s, _, _ in matches:
             lo = max(0, s - width // 4)
-            count = sum(1 for a, b in spans if a >= lo and b <= lo + width)
-            if count > best_count:
-                best, best_count = lo, count
+            inside = [(a, stem) for a, b, stem in matches if a >= lo and b <= lo + width]
+            score = (len({stem for _, stem in inside}), -_cover(inside), len(inside))
+            if score > best_score:
+                best, best_score = lo, score
         start = best
-        space = flat.rfind(" ", 0, start + 1)
-        start = space + 1 if space > 0 and start - space < 20 else start
     end = min(len(flat), start + width)
+    if start:  # begin at a word boundary inside the window
+        space = flat.find(" ", start, start + 20)
+        start = space + 1 if space >= 0 else start
     space = flat.rfind(" ", start, end)
     if end < len(flat) and space > start + width // 2:
         end = space

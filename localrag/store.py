@@ -18,7 +18,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import sqlean as sqlite3  # stdlib sqlite3 often cannot load extensions (DESIGN.md §2)
@@ -27,7 +27,10 @@ import sqlite_vec
 from localrag.documents import Chunk
 from localrag.errors import ModelMismatchError, StoreError
 
-Connection = sqlite3.Connection
+if TYPE_CHECKING:  # sqlean mirrors the stdlib API; type-check against the stdlib's stubs
+    from sqlite3 import Connection
+else:
+    Connection = sqlite3.Connection
 
 # ---------------------------------------------------------------------------------------------
 # Migrations: numbered, append-only SQL scripts. Each runs in its own transaction together
@@ -291,7 +294,7 @@ class Store:
             )
 
     def reset_embeddings(self) -> None:
-        """Forget every vector and chunk, keeping roots, so the next run re-embeds with a new model."""
+        """Forget every vector and chunk but keep the roots: the next run re-embeds everything."""
         with self.transaction() as db:
             db.execute("DELETE FROM chunks")
             db.execute("DELETE FROM documents")
@@ -311,7 +314,9 @@ class Store:
             new = Root(int(cur.lastrowid or 0), path)
             for old_id, old_path in db.execute("SELECT id, path FROM roots").fetchall():
                 if old_id != new.id and _is_within(old_path, path):
-                    db.execute("UPDATE documents SET root_id = ? WHERE root_id = ?", (new.id, old_id))
+                    db.execute(
+                        "UPDATE documents SET root_id = ? WHERE root_id = ?", (new.id, old_id)
+                    )
                     db.execute("DELETE FROM roots WHERE id = ?", (old_id,))
         return new
 
@@ -565,6 +570,26 @@ class Store:
         rows = self.db.execute(sql + " ORDER BY bm25(chunks_fts, 1.0, 0.5) LIMIT ?", [*args, k])
         return [(r[0], r[1]) for r in rows]
 
+    def term_chunk_count(self, term: str, cap: int) -> int:
+        """How many chunks contain `term` (a quoted FTS5 string), counting at most `cap`."""
+        row = self.db.execute(
+            "SELECT count(*) FROM (SELECT 1 FROM chunks_fts WHERE chunks_fts MATCH ? LIMIT ?)",
+            (term, cap),
+        ).fetchone()
+        return int(row[0])
+
+    def chunks_matching(self, term: str, chunk_ids: Sequence[int]) -> set[int]:
+        """Which of `chunk_ids` contain `term` (a quoted FTS5 string)."""
+        rows = self.db.execute(
+            "SELECT rowid FROM chunks_fts WHERE chunks_fts MATCH ? "
+            "AND rowid IN (SELECT value FROM json_each(?))",
+            (term, json.dumps(list(chunk_ids))),
+        )
+        return {r[0] for r in rows}
+
+    def chunk_count(self) -> int:
+        return int(self.db.execute("SELECT count(*) FROM chunks").fetchone()[0])
+
     def chunk_hits(self, chunk_ids: Sequence[int]) -> dict[int, ChunkHit]:
         hits: dict[int, ChunkHit] = {}
         for start in range(0, len(chunk_ids), 500):
@@ -586,11 +611,7 @@ class Store:
         )
         chunks = self.db.execute("SELECT count(*) FROM chunks").fetchone()[0]
         embeddings = self.db.execute("SELECT count(*) FROM embeddings").fetchone()[0]
-        size = sum(
-            p.stat().st_size
-            for p in (self.path, Path(f"{self.path}-wal"))
-            if p.exists()
-        )
+        size = sum(p.stat().st_size for p in (self.path, Path(f"{self.path}-wal")) if p.exists())
         return Stats(
             roots=[r.path for r in self.roots()],
             documents=sum(counts.values()),

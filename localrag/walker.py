@@ -21,16 +21,14 @@ IGNORE_FILES = (".gitignore", ".localragignore")
 
 # Extensions that are never text worth indexing; content sniffing catches the rest.
 BINARY_EXTENSIONS = frozenset(
-    """
-    png jpg jpeg gif bmp tif tiff webp ico icns heic psd svgz raw cr2 nef
-    mp3 wav flac ogg m4a aac opus mp4 mkv mov avi webm wmv flv
-    zip gz tgz bz2 xz zst 7z rar tar jar war whl egg deb rpm dmg iso apk msi
-    exe dll so dylib a o obj lib class pyc pyo pyd wasm bin dat
-    ttf otf woff woff2 eot
-    sqlite sqlite3 db db-wal db-shm db-journal mdb accdb parquet feather arrow npy npz pkl pickle
-    onnx gguf safetensors pt pth ckpt h5 hdf5 tflite
-    xls xlsx ppt pptx odt ods odp pages numbers key epub mobi
-    """.split()
+    (
+        "png jpg jpeg gif bmp tif tiff webp ico icns heic psd svgz raw cr2 nef mp3 wav flac "
+        "ogg m4a aac opus mp4 mkv mov avi webm wmv flv zip gz tgz bz2 xz zst 7z rar tar jar "
+        "war whl egg deb rpm dmg iso apk msi exe dll so dylib a o obj lib class pyc pyo pyd "
+        "wasm bin dat ttf otf woff woff2 eot sqlite sqlite3 db db-wal db-shm db-journal mdb "
+        "accdb parquet feather arrow npy npz pkl pickle onnx gguf safetensors pt pth ckpt h5 "
+        "hdf5 tflite xls xlsx ppt pptx odt ods odp pages numbers key epub mobi"
+    ).split()
 )
 
 
@@ -93,9 +91,7 @@ def walk(
     root_str = os.path.abspath(root)
     base_rules = [_Rules(root_str, pathspec.GitIgnoreSpec.from_lines(extra))] if extra else []
     # (folder, rules in force, real paths of the folders above: to notice symlink loops)
-    stack: list[tuple[str, list[_Rules], frozenset[str]]] = [
-        (root_str, base_rules, frozenset())
-    ]
+    stack: list[tuple[str, list[_Rules], frozenset[str]]] = [(root_str, base_rules, frozenset())]
     while stack:
         folder, inherited, ancestors = stack.pop()
         real = os.path.realpath(folder)

@@ -180,7 +180,6 @@ def test_killed_index_run_resumes_and_stays_consistent(tmp_path, models_root, em
         assert store.fts_search('"committee"', 1)
 
     from localrag.indexer import Indexer
-
     from tests.conftest import CountingEmbedder
 
     counting = CountingEmbedder(embedder)
@@ -198,7 +197,8 @@ def _chunk_set(store: Store) -> set[tuple[str, int, str]]:
     return {
         tuple(r)
         for r in store.db.execute(
-            "SELECT d.path, c.ordinal, c.text FROM chunks c JOIN documents d ON d.id = c.document_id"
+            "SELECT d.path, c.ordinal, c.text FROM chunks c "
+            "JOIN documents d ON d.id = c.document_id"
         )
     }
 

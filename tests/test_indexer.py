@@ -11,7 +11,7 @@ import pytest
 import localrag.indexer as indexer_module
 from localrag.config import IndexSettings
 from localrag.errors import ConfigError, ModelMismatchError
-from localrag.indexer import IndexEvent, Indexer
+from localrag.indexer import Indexer, IndexEvent
 from localrag.retrieval import Retriever
 from localrag.store import Store
 from tests.corpus import make_docx, make_pdf, write_tree
@@ -90,7 +90,9 @@ def test_touched_file_with_same_content_is_not_reembedded(tmp_path, store, count
 def test_edit_reembeds_only_changed_chunks(tmp_path, store, counting_embedder):
     docs = tmp_path / "docs"
     docs.mkdir()
-    sections = [f"## Section {i}\n\n" + f"Paragraph about topic number {i}. " * 30 for i in range(6)]
+    sections = [
+        f"## Section {i}\n\n" + f"Paragraph about topic number {i}. " * 30 for i in range(6)
+    ]
     big = docs / "big.md"
     big.write_text("# Big\n\n" + "\n\n".join(sections), encoding="utf-8")
     Indexer(store, counting_embedder).index([docs])
@@ -167,12 +169,13 @@ def test_copied_file_reuses_vectors(tmp_path, store, counting_embedder):
 def test_pdf_and_docx_keep_pages_and_headings(tmp_path, store, embedder):
     docs = tmp_path / "docs"
     docs.mkdir()
+    filler = "The figures in this section were checked by the finance team. " * 8
     make_pdf(
         docs / "report.pdf",
         [
-            "Quarterly report. Revenue grew modestly in the first quarter.",
-            "The warehouse in Rotterdam was closed for renovation in March.",
-            "Outlook: hiring will resume once the new office opens in Lisbon.",
+            "Quarterly report. Revenue grew modestly in the first quarter. " + filler,
+            "The warehouse in Rotterdam was closed for renovation in March. " + filler,
+            "Outlook: hiring will resume once the new office opens in Lisbon. " + filler,
         ],
     )
     make_docx(
@@ -239,9 +242,9 @@ def test_bad_inputs_are_recorded_and_never_stop_the_run(tmp_path, store, embedde
     assert "broken symlink" in problems["dangling.md"][1]
     assert "loop" in problems["loop"][1]
     assert "vanishing.txt" not in problems
-    assert ("vanished while indexing" in dict((Path(p).name, r) for p, r in report.problems).get(
+    assert "vanished while indexing" in dict((Path(p).name, r) for p, r in report.problems).get(
         "vanishing.txt", ""
-    ))
+    )
     # latin.txt is either decoded as legacy text or recorded, never a crash.
     assert "latin.txt" in problems or store.document(str(bad / "latin.txt")) is not None
     # The good files all made it.
@@ -293,7 +296,14 @@ def test_ignore_rules_hidden_folders_and_database_inside_root(tmp_path, embedder
         Indexer(store, embedder).index([docs])  # its WAL now exists too; still ignored
         names = {Path(p).name for (p,) in store.db.execute("SELECT path FROM documents")}
     assert "keep.log.txt" in names and "notes.md" in names
-    for ignored in ("config.txt", "output.txt", "debug.log", "diary.txt", "index.db", "index.db-wal"):
+    for ignored in (
+        "config.txt",
+        "output.txt",
+        "debug.log",
+        "diary.txt",
+        "index.db",
+        "index.db-wal",
+    ):
         assert ignored not in names
 
 

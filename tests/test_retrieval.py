@@ -19,10 +19,15 @@ LABELLED_DOCS = {
     "with full pay after the birth or adoption of a child.",
     "it/vpn.md": "# Remote access\n\nConnect to the office network from home with the "
     "WireGuard client; install the profile sent by the help desk.",
-    "it/errors.md": "# Printer fault codes\n\nCode PX-4471 means the fuser unit overheated. "
-    "Code PX-4472 means the paper tray sensor is blocked.",
-    "it/tickets.md": "# Ticket queues\n\nQueue QZ-19 handles hardware returns. "
-    "Queue QZ-27 handles software licences.",
+    # Four fault pages written from one template: only the code tells them apart.
+    "it/fault-px4471.md": "# Printer fault\n\nFault PX-4471: the fuser unit overheated. "
+    "Switch the printer off and let it cool down before printing again.",
+    "it/fault-px4472.md": "# Printer fault\n\nFault PX-4472: the paper tray sensor is blocked. "
+    "Switch the printer off and clear the tray before printing again.",
+    "it/fault-px4473.md": "# Printer fault\n\nFault PX-4473: the toner cartridge is empty. "
+    "Switch the printer off and replace the cartridge before printing again.",
+    "it/fault-px4474.md": "# Printer fault\n\nFault PX-4474: the drum unit is worn out. "
+    "Switch the printer off and order a new drum before printing again.",
     "finance/travel.md": "# Reimbursement\n\nSubmit receipts for taxis, trains and hotels "
     "within thirty days to be paid back.",
     "facilities/parking.md": "# Car park\n\nStaff cars go on levels two and three; level one "
@@ -34,17 +39,19 @@ LABELLED_DOCS = {
 }
 LABELLED_QUESTIONS = [
     # paraphrases: the answer shares almost no words with the question
-    Question("how long can a mother or father stay home with a newborn", "hr/leave.md", "twenty weeks"),
+    Question(
+        "how long can a mother or father stay home with a newborn", "hr/leave.md", "twenty weeks"
+    ),
     Question("working from my house, how do I reach internal systems", "it/vpn.md", "WireGuard"),
     Question("getting my money back for a cab ride", "finance/travel.md", "thirty days"),
     Question("where do employees leave their vehicles", "facilities/parking.md", "levels two"),
     Question("how long must a login secret be", "security/passwords.md", "fourteen characters"),
     Question("cleaning schedule for the espresso machine", "kitchen/coffee.md", "every Friday"),
     # identifiers: only exact matching tells PX-4471 from PX-4472, QZ-19 from QZ-27
-    Question("PX-4472", "it/errors.md", "paper tray"),
-    Question("what is PX-4471", "it/errors.md", "fuser"),
-    Question("QZ-27", "it/tickets.md", "software licences"),
-    Question("QZ-19 queue", "it/tickets.md", "hardware returns"),
+    Question("PX-4472", "it/fault-px4472.md", "paper tray"),
+    Question("printer shows PX-4471", "it/fault-px4471.md", "fuser"),
+    Question("fault PX-4474", "it/fault-px4474.md", "drum unit"),
+    Question("what does PX-4473 mean", "it/fault-px4473.md", "toner"),
 ]
 
 
@@ -111,14 +118,14 @@ def test_fts_query_quotes_every_term():
 
 def test_keyword_search_finds_identifiers_and_stems(labelled_index):
     top = labelled_index.search("PX-4472", 1, mode="keyword")[0]
-    assert top.path.endswith("it/errors.md")
+    assert top.path.endswith("it/fault-px4472.md")
     # Porter stemming: "descaling" finds "Descale".
     assert labelled_index.search("descaling", 1, mode="keyword")[0].path.endswith("coffee.md")
 
 
 def test_path_filter_limits_every_mode(labelled_index):
     for mode in ("hybrid", "vector", "keyword"):
-        results = labelled_index.search("codes queues passwords", 10, path_filter="it/", mode=mode)
+        results = labelled_index.search("printer fault passwords", 10, path_filter="it/", mode=mode)
         assert results, mode
         assert all("/it/" in r.path for r in results), mode
     globbed = labelled_index.search("leave", 10, path_filter="*/hr/*.md")

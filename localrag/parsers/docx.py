@@ -1,0 +1,180 @@
+"""Word .docx with python-docx: headings by style, paragraphs, lists, tables."""
+
+from __future__ import annotations
+
+import io
+import re
+import zipfile
+from pathlib import Path
+from typing import Any
+
+from localrag.documents import Block, ParsedDocument
+from localrag.errors import ParseError
+
+_HEADING_STYLE = re.compile(r"^heading\s*(\d)$", re.I)
+_OLE2 = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"
+_W = "{http://schemas.openxmlformats.org/wordprocessingml/2006/main}"
+
+
+def _open(data: bytes) -> Any:
+    import docx
+
+    try:
+        return docx.Document(io.BytesIO(data))
+    except zipfile.BadZipFile as exc:
+        if data.startswith(_OLE2):
+            # Password-protected .docx files are OLE2 containers too, as are renamed .doc files.
+            raise ParseError("not a DOCX zip (encrypted, or an old .doc renamed)") from exc
+        raise ParseError("corrupt DOCX (not a valid zip archive)") from exc
+    except KeyError as exc:
+        raise ParseError(f"corrupt DOCX (missing part {exc})") from exc
+    except Exception as exc:
+        raise ParseError(f"corrupt DOCX ({type(exc).__name__}: {exc})"[:160]) from exc
+
+
+def _style(paragraph: Any) -> Any:
+    try:
+        return paragraph.style
+    except Exception:  # A broken styles part should not lose the text.
+        return None
+
+
+def _style_name(paragraph: Any) -> str:
+    style = _style(paragraph)
+    return (style.name or "") if style is not None else ""
+
+
+def _outline_level(paragraph: Any) -> int | None:
+    """An explicit outline level on the paragraph or its style (localized heading styles)."""
+    for element in (paragraph._p, getattr(_style(paragraph), "element", None)):
+        if element is None:
+            continue
+        found = element.find(f"{_W}pPr/{_W}outlineLvl")
+        if found is not None:
+            try:
+                level = int(found.get(f"{_W}val"))
+            except (TypeError, ValueError):
+                return None
+            return level + 1 if level < 9 else None  # 9 means "body text"
+    return None
+
+
+def _heading_level(paragraph: Any) -> int | None:
+    """0 for Title, 1-9 for headings, None for body text."""
+    name = _style_name(paragraph)
+    if name.lower() == "title":
+        return 0
+    m = _HEADING_STYLE.match(name.strip())
+    if m:
+        return int(m.group(1))
+    return _outline_level(paragraph)
+
+
+def _is_list(paragraph: Any) -> bool:
+    if "list" in _style_name(paragraph).lower():
+        return True
+    ppr = paragraph._p.pPr
+    return ppr is not None and ppr.numPr is not None
+
+
+def _cell_text(cell: Any) -> str:
+    parts = [" ".join(p.text.split()) for p in cell.paragraphs]
+    for inner in cell.tables:
+        parts.extend(_table_rows(inner))
+    return " ".join(p for p in parts if p)
+
+
+def _table_rows(table: Any) -> list[str]:
+    """Each row as its cells joined by " | "; merged cells appear once."""
+    rows: list[str] = []
+    for row in table.rows:
+        try:
+            cells = list(row.cells)
+        except Exception:  # Malformed grid spans: fall back to the raw cell elements.
+            texts = ["".join(tc.itertext()).strip() for tc in row._tr.tc_lst]
+        else:
+            texts = []
+            previous = None
+            for cell in cells:
+                if previous is not None and cell._tc is previous._tc:
+                    continue  # A horizontally merged cell repeats itself.
+                previous = cell
+                texts.append(_cell_text(cell))
+        while texts and not texts[-1]:
+            texts.pop()
+        if any(texts):
+            rows.append(" | ".join(texts))
+    return rows
+
+
+def parse_docx(path: Path, data: bytes) -> ParsedDocument:
+    """DOCX → blocks (paragraphs, lists, tables) under the heading path from heading styles."""
+    document = _open(data)
+    from docx.table import Table
+
+    stack: list[tuple[int, str]] = []
+    out: list[tuple[str, str, tuple[str, ...]]] = []
+    headings: list[tuple[str, tuple[str, ...]]] = []
+    list_items: list[str] = []
+    first_title: str | None = None
+
+    def current() -> tuple[str, ...]:
+        return tuple(text for _, text in stack)
+
+    def end_list() -> None:
+        if list_items:
+            out.append(("\n".join(list_items), "list", current()))
+            list_items.clear()
+
+    try:
+        for item in document.iter_inner_content():
+            if isinstance(item, Table):
+                end_list()
+                rows = _table_rows(item)
+                if rows:
+                    out.append(("\n".join(rows), "table", current()))
+                continue
+            text = "\n".join(" ".join(line.split()) for line in item.text.split("\n")).strip()
+            if not text:
+                continue
+            level = _heading_level(item)
+            if level is not None:
+                end_list()
+                while stack and stack[-1][0] >= level:
+                    stack.pop()
+                heading = " ".join(text.split())
+                stack.append((level, heading))
+                headings.append((heading, current()))
+                if level == 0 and first_title is None:
+                    first_title = heading
+                continue
+            if _is_list(item):
+                list_items.append(text)
+                continue
+            end_list()
+            out.append((text, "paragraph", current()))
+        end_list()
+    except ParseError:
+        raise
+    except Exception as exc:
+        raise ParseError(f"corrupt DOCX ({type(exc).__name__}: {exc})"[:160]) from exc
+    if not out:
+        out = [(text, "heading", hpath) for text, hpath in headings]
+    blocks: list[Block] = []
+    pieces: list[str] = []
+    pos = 0
+    for text, kind, hpath in out:
+        if pieces:
+            pieces.append("\n\n")
+            pos += 2
+        pieces.append(text)
+        blocks.append(Block(text, kind, hpath, pos, pos + len(text)))
+        pos += len(text)
+    title: str | None = None
+    try:
+        title = " ".join((document.core_properties.title or "").split()) or None
+    except Exception:
+        title = None
+    return ParsedDocument(
+        text="".join(pieces), blocks=blocks, format="docx", title=title or first_title
+    )

@@ -1,0 +1,202 @@
+"""PDF with pypdf: paragraphs per page, headings from the outline (bookmarks)."""
+
+from __future__ import annotations
+
+import io
+import logging
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from localrag.documents import Block, ParsedDocument
+from localrag.errors import ParseError
+
+# pypdf logs every structural quirk it recovers from ("EOF marker not found", "Ignoring wrong
+# pointing object"); failures still raise, and the warnings would flood indexing output.
+logging.getLogger("pypdf").setLevel(logging.ERROR)
+
+# pypdf caches every object it resolves; dropping the cache every few pages keeps a huge
+# PDF's memory bounded, while not re-parsing shared fonts on every single page.
+CACHE_FLUSH_PAGES = 32
+
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f\ufffe\uffff]")
+_SPACES = re.compile(r"[ \t\u00a0]+")
+_BLANKS = re.compile(r"\n{3,}")
+# A word broken across lines ("man-\nagement"): joined when the next line goes on in lowercase.
+_HYPHEN_BREAK = re.compile(r"(?<=[a-z])-\n(?=[a-z])")
+_PAGE_NUMBER = re.compile(r"^\s*(?:page\s+)?\d{1,4}(?:\s*(?:/|of)\s*\d{1,4})?\s*$", re.I)
+# Table-of-contents dot leaders (". . . . . 12") cost dozens of tokens and say nothing.
+_LEADER = re.compile(r"(?:\s?\.){4,}\s?")
+_BULLET = re.compile(r"^(?:[•◦▪‣∙·\-*]|\d{1,3}[.)])\s")
+
+
+@dataclass
+class _Section:
+    page: int  # 0-based
+    level: int
+    title: str
+
+
+def _reason(exc: BaseException) -> str:
+    text = str(exc).strip() or type(exc).__name__
+    return text if len(text) <= 120 else text[:117] + "..."
+
+
+def _open(data: bytes) -> Any:
+    from pypdf import PdfReader
+
+    try:
+        reader = PdfReader(io.BytesIO(data))
+    except Exception as exc:
+        raise ParseError(f"corrupt PDF ({_reason(exc)})") from exc
+    if reader.is_encrypted:
+        from pypdf.errors import DependencyError
+
+        try:
+            result = reader.decrypt("")
+        except DependencyError as exc:
+            # AES needs the optional `cryptography` package; RC4 decrypts without it.
+            raise ParseError("encrypted PDF (needs the 'cryptography' package)") from exc
+        except Exception as exc:
+            raise ParseError(f"encrypted PDF (cannot decrypt: {_reason(exc)})") from exc
+        if not result:
+            raise ParseError("encrypted PDF (password protected)")
+    return reader
+
+
+def _outline(reader: Any) -> list[_Section]:
+    """Bookmarks as (page, level, title), in page order; [] when there are none."""
+    found: list[_Section] = []
+
+    def walk(items: list[Any], level: int) -> None:
+        for item in items:
+            if isinstance(item, list):
+                walk(item, level + 1)
+                continue
+            try:
+                page = reader.get_destination_page_number(item)
+                title = " ".join(str(item.title).split())
+            except Exception:
+                continue
+            if page is not None and page >= 0 and title:
+                found.append(_Section(page, level, title))
+
+    try:
+        walk(reader.outline, 0)
+    except Exception:
+        return []
+    found.sort(key=lambda s: s.page)  # stable: document order within a page
+    return found
+
+
+def _page_text(page: Any) -> str:
+    """A page's text with paragraph breaks (blank lines) where the layout has gaps."""
+    try:
+        raw = page.extract_text(extraction_mode="layout")
+    except Exception:
+        raw = page.extract_text()
+    text = _LEADER.sub(" ... ", _CONTROL.sub("", raw or ""))
+    lines = [_SPACES.sub(" ", ln).strip() for ln in text.split("\n")]
+    # Drop a bare page number at the top or bottom of the page.
+    while lines and (not lines[0] or _PAGE_NUMBER.match(lines[0])):
+        lines.pop(0)
+    while lines and (not lines[-1] or _PAGE_NUMBER.match(lines[-1])):
+        lines.pop()
+    text = _HYPHEN_BREAK.sub("", "\n".join(lines))
+    return _BLANKS.sub("\n\n", text)
+
+
+def _norm(text: str) -> str:
+    return " ".join(text.split()).casefold()
+
+
+def parse_pdf(path: Path, data: bytes) -> ParsedDocument:
+    """PDF → paragraph blocks with their page; streams page by page."""
+    reader = _open(data)
+    try:
+        page_count = len(reader.pages)
+    except Exception as exc:
+        raise ParseError(f"corrupt PDF ({_reason(exc)})") from exc
+    if page_count == 0:
+        raise ParseError("corrupt PDF (no pages)")
+    title: str | None = None
+    try:
+        meta = reader.metadata
+        if meta is not None and meta.title:
+            title = " ".join(str(meta.title).split()) or None
+    except Exception:
+        title = None
+    sections = _outline(reader)
+    next_section = 0
+    stack: list[_Section] = []
+
+    def enter(section: _Section) -> None:
+        while stack and stack[-1].level >= section.level:
+            stack.pop()
+        stack.append(section)
+
+    blocks: list[Block] = []
+    pieces: list[str] = []
+    pos = 0
+    failed: list[str] = []
+    last_error: Exception | None = None
+    for index in range(page_count):
+        try:
+            text = _page_text(reader.pages[index])
+        except Exception as exc:  # One broken page does not lose the rest of the file.
+            failed.append(str(index + 1))
+            last_error = exc
+            continue
+        finally:
+            if (index + 1) % CACHE_FLUSH_PAGES == 0 and hasattr(reader, "resolved_objects"):
+                reader.resolved_objects.clear()
+        # Sections of this page that start at one of its paragraphs switch there, the rest
+        # apply from the top of the page.
+        here: list[_Section] = []
+        while next_section < len(sections) and sections[next_section].page <= index:
+            here.append(sections[next_section])
+            next_section += 1
+        paragraphs = [p.strip() for p in text.split("\n\n")]
+        paragraphs = [p for p in paragraphs if p]
+        norms = [_norm(p) for p in paragraphs]
+        pending: list[_Section] = []
+        for section in here:
+            wanted = _norm(section.title)
+            if section.page == index and any(n.startswith(wanted) for n in norms):
+                pending.append(section)
+            else:
+                enter(section)
+        for para, key in zip(paragraphs, norms, strict=True):
+            while pending and key.startswith(_norm(pending[0].title)):
+                enter(pending.pop(0))
+            if pieces:
+                pieces.append("\n\n")
+                pos += 2
+            pieces.append(para)
+            blocks.append(
+                Block(
+                    text=para,
+                    kind="list" if _BULLET.match(para) else "paragraph",
+                    heading_path=tuple(s.title for s in stack),
+                    char_start=pos,
+                    char_end=pos + len(para),
+                    page=index + 1,
+                )
+            )
+            pos += len(para)
+        for section in pending:
+            enter(section)
+    if not blocks:
+        if failed and last_error is not None:
+            raise ParseError(f"corrupt PDF ({_reason(last_error)})")
+        raise ParseError("no extractable text (scanned PDF?)")
+    metadata = {"failed_pages": ",".join(failed)} if failed else {}
+    return ParsedDocument(
+        text="".join(pieces),
+        blocks=blocks,
+        format="pdf",
+        title=title or (sections[0].title if sections else None),
+        page_count=page_count,
+        metadata=metadata,
+    )
