@@ -204,6 +204,12 @@ def main() -> None:
         "--synthetic", type=int, default=100_000, help="chunks for the large-index query test"
     )
     parser.add_argument("--keep", type=Path, default=None, help="keep the work folder here")
+    parser.add_argument(
+        "--limit-files", type=int, default=None, help="index only the first N corpus files"
+    )
+    parser.add_argument(
+        "--real-db", type=Path, default=None, help="measure queries on this existing index"
+    )
     args = parser.parse_args()
     if not args.corpus.is_dir():
         sys.exit(f"no corpus at {args.corpus}: run bench/fetch_corpus.sh first")
@@ -214,13 +220,20 @@ def main() -> None:
         "settings": {"chunk_tokens": IndexSettings().chunk_tokens or embedder.max_tokens}
     }
     try:
-        print(f"indexing {args.corpus} …", flush=True)
-        results["indexing"] = bench_indexing(args.corpus, work, embedder)
+        corpus = args.corpus
+        if args.limit_files:
+            corpus = work / "corpus-subset"
+            corpus.mkdir()
+            for path in sorted(args.corpus.iterdir())[: args.limit_files]:
+                shutil.copy(path, corpus / path.name)
+        print(f"indexing {corpus} …", flush=True)
+        results["indexing"] = bench_indexing(corpus, work, embedder)
         print(json.dumps(results["indexing"], indent=2), flush=True)
-        with Store.open(work / "corpus.db", create=False) as store:
+        with Store.open(args.real_db or work / "corpus.db", create=False) as store:
             results["query_real"] = bench_queries(store, embedder, "real corpus")
         print(json.dumps(results["query_real"], indent=2), flush=True)
-        build_synthetic_index(work / "synthetic.db", embedder, work / "corpus.db", args.synthetic)
+        source = args.real_db or work / "corpus.db"
+        build_synthetic_index(work / "synthetic.db", embedder, source, args.synthetic)
         with Store.open(work / "synthetic.db", create=False) as store:
             results["query_synthetic"] = bench_queries(
                 store, embedder, f"{args.synthetic} synthetic"

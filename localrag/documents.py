@@ -66,3 +66,41 @@ class Chunk:
         if self.heading_path:
             return f"{self.heading}\n\n{self.text}"
         return self.text
+
+
+class BlockJoiner:
+    """Builds a document's text from separate blocks, joined by blank lines, keeping spans.
+
+    For formats whose text is assembled rather than read verbatim (HTML, PDF, DOCX).
+    """
+
+    SEPARATOR = "\n\n"
+
+    def __init__(self) -> None:
+        self.blocks: list[Block] = []
+        self._pieces: list[str] = []
+        self._pos = 0
+
+    def add(
+        self,
+        text: str,
+        kind: str,
+        heading_path: tuple[str, ...],
+        *,
+        line_start: int | None = None,
+        line_end: int | None = None,
+        page: int | None = None,
+    ) -> None:
+        if self._pieces:
+            self._pieces.append(self.SEPARATOR)
+            self._pos += len(self.SEPARATOR)
+        self._pieces.append(text)
+        end = self._pos + len(text)
+        self.blocks.append(
+            Block(text, kind, heading_path, self._pos, end, line_start, line_end, page)
+        )
+        self._pos = end
+
+    @property
+    def text(self) -> str:
+        return "".join(self._pieces)

@@ -268,8 +268,8 @@ def snippet(text: str, query: str, width: int = 320) -> tuple[str, list[tuple[in
         best, best_score = 0, (-1, 0, -1)
         for s, _, _ in matches:
             lo = max(0, s - width // 4)
-            inside = [(a, stem) for a, b, stem in matches if a >= lo and b <= lo + width]
-            score = (len({stem for _, stem in inside}), -_cover(inside), len(inside))
+            window = [(a, stem) for a, b, stem in matches if a >= lo and b <= lo + width]
+            score = (len({stem for _, stem in window}), -_cover(window), len(window))
             if score > best_score:
                 best, best_score = lo, score
         start = best
@@ -283,5 +283,5 @@ def snippet(text: str, query: str, width: int = 320) -> tuple[str, list[tuple[in
     prefix = "…" if start > 0 else ""
     suffix = "…" if end < len(flat) else ""
     shift = len(prefix) - start
-    inside = [(a + shift, b + shift) for a, b in spans if a >= start and b <= end]
-    return prefix + flat[start:end] + suffix, inside
+    shown = [(a + shift, b + shift) for a, b in spans if a >= start and b <= end]
+    return prefix + flat[start:end] + suffix, shown

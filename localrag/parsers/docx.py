@@ -8,7 +8,7 @@ import zipfile
 from pathlib import Path
 from typing import Any
 
-from localrag.documents import Block, ParsedDocument
+from localrag.documents import BlockJoiner, ParsedDocument
 from localrag.errors import ParseError
 
 _HEADING_STYLE = re.compile(r"^heading\s*(\d)$", re.I)
@@ -160,21 +160,14 @@ def parse_docx(path: Path, data: bytes) -> ParsedDocument:
         raise ParseError(f"corrupt DOCX ({type(exc).__name__}: {exc})"[:160]) from exc
     if not out:
         out = [(text, "heading", hpath) for text, hpath in headings]
-    blocks: list[Block] = []
-    pieces: list[str] = []
-    pos = 0
+    joined = BlockJoiner()
     for text, kind, hpath in out:
-        if pieces:
-            pieces.append("\n\n")
-            pos += 2
-        pieces.append(text)
-        blocks.append(Block(text, kind, hpath, pos, pos + len(text)))
-        pos += len(text)
+        joined.add(text, kind, hpath)
     title: str | None = None
     try:
         title = " ".join((document.core_properties.title or "").split()) or None
     except Exception:
         title = None
     return ParsedDocument(
-        text="".join(pieces), blocks=blocks, format="docx", title=title or first_title
+        text=joined.text, blocks=joined.blocks, format="docx", title=title or first_title
     )

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from html.parser import HTMLParser
 from pathlib import Path
 
-from localrag.documents import Block, ParsedDocument
+from localrag.documents import BlockJoiner, ParsedDocument
 from localrag.errors import ParseError
 from localrag.parsers.detect import declared_html_charset
 from localrag.parsers.text import decode_source
@@ -401,28 +401,10 @@ def parse_html(path: Path, data: bytes) -> ParsedDocument:
         extractor.finish()
     except Exception as exc:  # html.parser is lenient; anything it raises means garbage.
         raise ParseError(f"malformed HTML ({exc})") from exc
-    blocks: list[Block] = []
-    pieces: list[str] = []
-    pos = 0
+    joined = BlockJoiner()
     for chunk_text, kind, hpath, first, last in extractor.out:
-        if pieces:
-            pieces.append("\n\n")
-            pos += 2
-        pieces.append(chunk_text)
-        blocks.append(
-            Block(
-                text=chunk_text,
-                kind=kind,
-                heading_path=hpath,
-                char_start=pos,
-                char_end=pos + len(chunk_text),
-                line_start=first,
-                line_end=last,
-            )
-        )
-        pos += len(chunk_text)
+        joined.add(chunk_text, kind, hpath, line_start=first, line_end=last)
     title = extractor.title
     if title is None:
-        first_heading = next((b.heading_path[0] for b in blocks if b.heading_path), None)
-        title = first_heading
-    return ParsedDocument(text="".join(pieces), blocks=blocks, format="html", title=title)
+        title = next((b.heading_path[0] for b in joined.blocks if b.heading_path), None)
+    return ParsedDocument(text=joined.text, blocks=joined.blocks, format="html", title=title)

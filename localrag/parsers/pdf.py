@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from localrag.documents import Block, ParsedDocument
+from localrag.documents import BlockJoiner, ParsedDocument
 from localrag.errors import ParseError
 
 # pypdf logs every structural quirk it recovers from ("EOF marker not found", "Ignoring wrong
@@ -136,9 +136,7 @@ def parse_pdf(path: Path, data: bytes) -> ParsedDocument:
             stack.pop()
         stack.append(section)
 
-    blocks: list[Block] = []
-    pieces: list[str] = []
-    pos = 0
+    joined = BlockJoiner()
     failed: list[str] = []
     last_error: Exception | None = None
     for index in range(page_count):
@@ -170,31 +168,22 @@ def parse_pdf(path: Path, data: bytes) -> ParsedDocument:
         for para, key in zip(paragraphs, norms, strict=True):
             while pending and key.startswith(_norm(pending[0].title)):
                 enter(pending.pop(0))
-            if pieces:
-                pieces.append("\n\n")
-                pos += 2
-            pieces.append(para)
-            blocks.append(
-                Block(
-                    text=para,
-                    kind="list" if _BULLET.match(para) else "paragraph",
-                    heading_path=tuple(s.title for s in stack),
-                    char_start=pos,
-                    char_end=pos + len(para),
-                    page=index + 1,
-                )
+            joined.add(
+                para,
+                "list" if _BULLET.match(para) else "paragraph",
+                tuple(s.title for s in stack),
+                page=index + 1,
             )
-            pos += len(para)
         for section in pending:
             enter(section)
-    if not blocks:
+    if not joined.blocks:
         if failed and last_error is not None:
             raise ParseError(f"corrupt PDF ({_reason(last_error)})")
         raise ParseError("no extractable text (scanned PDF?)")
     metadata = {"failed_pages": ",".join(failed)} if failed else {}
     return ParsedDocument(
-        text="".join(pieces),
-        blocks=blocks,
+        text=joined.text,
+        blocks=joined.blocks,
         format="pdf",
         title=title or (sections[0].title if sections else None),
         page_count=page_count,
