@@ -97,6 +97,12 @@ def _tilde(path: str) -> str:
     "--max-file-size", type=float, default=None, help="Skip files larger than this many MB."
 )
 @click.option("--chunk-tokens", type=int, default=None, help="Passage size in embedder tokens.")
+@click.option(
+    "--embed-batch",
+    type=click.IntRange(1, 4096),
+    default=None,
+    help="New chunks embedded together (default 256); smaller commits files sooner.",
+)
 @click.option("--ignore", multiple=True, help="Extra gitignore-style pattern to skip (repeatable).")
 @click.option(
     "--reembed", is_flag=True, help="Drop all vectors and re-embed everything (new model)."
@@ -108,6 +114,7 @@ def index(
     embedder_name: str | None,
     max_file_size: float | None,
     chunk_tokens: int | None,
+    embed_batch: int | None,
     ignore: tuple[str, ...],
     reembed: bool,
     quiet: bool,
@@ -119,6 +126,8 @@ def index(
     settings = config.IndexSettings(chunk_tokens=chunk_tokens, extra_ignore=list(ignore))
     if max_file_size is not None:
         settings.max_file_bytes = int(max_file_size * 1_000_000)
+    if embed_batch is not None:
+        settings.embed_batch = embed_batch
     with _open_store(db, create=True) as store:
         roots = list(paths) or [Path(r.path) for r in store.roots()]
         if not roots:

@@ -28,12 +28,14 @@ KEYWORD_WEIGHT = 0.5
 # How deep each retriever looks before fusion.
 CANDIDATES = 50
 # Binary (sign-bit) KNN is a coarse first pass; this many are rescored with float vectors.
-BINARY_OVERSAMPLE = 400
+# sqlite-vec's KNN cost grows faster than linearly in k (100k rows: k=100 15 ms, k=400 68 ms).
+BINARY_OVERSAMPLE = 100
 # A keyword hit must carry at least this share of the query's IDF weight to count: one
 # incidental common word ("long", "home") must not outvote the meaning of a whole question.
 MIN_KEYWORD_COVERAGE = 0.7
-# Document frequencies are counted up to this many chunks: beyond it a term is common anyway.
-_DF_CAP = 5000
+# A term in more chunks than this is "common": it neither drives the hybrid keyword query
+# (matching it means scoring a large share of the index) nor filters by coverage.
+COMMON_TERM_CHUNKS = 2000
 
 _WORD = re.compile(r"\w+", re.UNICODE)
 _STOPWORDS = frozenset(
@@ -89,7 +91,17 @@ def fts_query(text: str) -> str | None:
     terms = query_terms(text)
     if not terms:
         return None
-    return " OR ".join('"' + t.replace('"', '""') + '"' for t in terms)
+    return " OR ".join(_quoted(t) for t in terms)
+
+
+def _holds(holders: set[int] | None, chunk_id: int) -> bool:
+    """Common terms (None) count as present everywhere."""
+    return holders is None or chunk_id in holders
+
+
+def _quoted(term: str) -> str:
+    """An FTS5 string literal: operators and punctuation inside it mean nothing."""
+    return '"' + term.replace('"', '""') + '"'
 
 
 class Retriever:
@@ -162,26 +174,32 @@ class Retriever:
         frequency, and terms found nowhere count at full weight, so a passage matching one
         common word of a long question is dropped while one matching its rare words stays.
         """
-        match = fts_query(query)
-        if match is None:
-            return []
-        ranked = self.store.fts_search(match, depth, path_filter)
         terms = query_terms(query)
-        if not ranked or len(terms) < 2:
-            return ranked
+        if not terms:
+            return []
         total = max(self.store.chunk_count(), 1)
-        ids = [chunk_id for chunk_id, _ in ranked]
+        # One capped lookup per term gives both its frequency and which chunks hold it.
+        holders: dict[str, set[int] | None] = {}  # None: a common term
         weights: dict[str, float] = {}
-        matched: dict[str, set[int]] = {}
         for term in terms:
-            quoted = '"' + term.replace('"', '""') + '"'
-            df = self.store.term_chunk_count(quoted, _DF_CAP)
-            weights[term] = math.log(1 + total / (df + 0.5))
-            matched[term] = self.store.chunks_matching(quoted, ids) if df else set()
+            found = self.store.chunks_with_term(_quoted(term), COMMON_TERM_CHUNKS + 1)
+            common = len(found) > COMMON_TERM_CHUNKS
+            holders[term] = None if common else found
+            weights[term] = math.log(1 + total / (len(found) + 0.5))
+        rare = [t for t in terms if holders[t] is not None]
+        # Rare terms find the candidates; a question of common words only must match them all
+        # (OR over common words would score a large share of the index).
+        if rare:
+            match = " OR ".join(_quoted(t) for t in rare)
+        else:
+            match = " AND ".join(_quoted(t) for t in terms)
+        ranked = self.store.fts_search(match, depth, path_filter)
+        if len(terms) < 2:
+            return ranked
         full = sum(weights.values())
         kept = []
         for chunk_id, score in ranked:
-            covered = sum(w for t, w in weights.items() if chunk_id in matched[t])
+            covered = sum(w for t, w in weights.items() if _holds(holders[t], chunk_id))
             if covered / full >= MIN_KEYWORD_COVERAGE:
                 kept.append((chunk_id, score))
         return kept
@@ -193,7 +211,7 @@ class Retriever:
         q = self.embedder.embed_query(query)
         if path_filter:
             return self.store.exact_vector_search(q, depth, path_filter)
-        candidates = self.store.knn_candidates(q, max(BINARY_OVERSAMPLE, depth * 4))
+        candidates = self.store.knn_candidates(q, max(BINARY_OVERSAMPLE, depth * 2))
         if not candidates:
             return []
         ids, matrix = self.store.vectors(candidates)

@@ -558,32 +558,26 @@ class Store:
         self, match: str, k: int, path_filter: str | None = None
     ) -> list[tuple[int, float]]:
         """Chunk ids and BM25 scores (higher is better) for an already-escaped FTS5 query."""
-        sql = (
-            "SELECT f.rowid, -bm25(chunks_fts, 1.0, 0.5) AS score FROM chunks_fts f "
+        rank = "bm25(chunks_fts, 1.0, 0.5)"
+        if not path_filter:  # no join: it would run for every matching row before the LIMIT
+            rows = self.db.execute(
+                f"SELECT rowid, -{rank} FROM chunks_fts WHERE chunks_fts MATCH ? "
+                f"ORDER BY {rank} LIMIT ?",
+                (match, k),
+            )
+            return [(r[0], r[1]) for r in rows]
+        rows = self.db.execute(
+            f"SELECT f.rowid, -{rank} FROM chunks_fts f "
             "JOIN chunks c ON c.id = f.rowid JOIN documents d ON d.id = c.document_id "
-            "WHERE chunks_fts MATCH ?"
+            f"WHERE chunks_fts MATCH ? AND {_path_clause(path_filter)} ORDER BY {rank} LIMIT ?",
+            (match, *_path_args(path_filter), k),
         )
-        args: list[Any] = [match]
-        if path_filter:
-            sql += f" AND {_path_clause(path_filter)}"
-            args += _path_args(path_filter)
-        rows = self.db.execute(sql + " ORDER BY bm25(chunks_fts, 1.0, 0.5) LIMIT ?", [*args, k])
         return [(r[0], r[1]) for r in rows]
 
-    def term_chunk_count(self, term: str, cap: int) -> int:
-        """How many chunks contain `term` (a quoted FTS5 string), counting at most `cap`."""
-        row = self.db.execute(
-            "SELECT count(*) FROM (SELECT 1 FROM chunks_fts WHERE chunks_fts MATCH ? LIMIT ?)",
-            (term, cap),
-        ).fetchone()
-        return int(row[0])
-
-    def chunks_matching(self, term: str, chunk_ids: Sequence[int]) -> set[int]:
-        """Which of `chunk_ids` contain `term` (a quoted FTS5 string)."""
+    def chunks_with_term(self, term: str, limit: int) -> set[int]:
+        """Ids of up to `limit` chunks containing `term` (a quoted FTS5 string)."""
         rows = self.db.execute(
-            "SELECT rowid FROM chunks_fts WHERE chunks_fts MATCH ? "
-            "AND rowid IN (SELECT value FROM json_each(?))",
-            (term, json.dumps(list(chunk_ids))),
+            "SELECT rowid FROM chunks_fts WHERE chunks_fts MATCH ? LIMIT ?", (term, limit)
         )
         return {r[0] for r in rows}
 

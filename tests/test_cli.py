@@ -161,7 +161,7 @@ def test_killed_index_run_resumes_and_stays_consistent(tmp_path, models_root, em
     _many_files(docs, 40)
     db = tmp_path / "index.db"
     proc = subprocess.Popen(
-        [sys.executable, "-m", "localrag", "index", str(docs)],
+        [sys.executable, "-m", "localrag", "index", str(docs), "--embed-batch", "16"],
         env=_cli_env(models_root, db),
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
