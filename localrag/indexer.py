@@ -88,6 +88,12 @@ class _Prepared:
     reason: str | None = None
     vanished: bool = False
 
+    @property
+    def content_unchanged(self) -> bool:
+        """Same bytes as the indexed version: only the timestamp needs updating."""
+        e = self.existing
+        return e is not None and e.status == "indexed" and e.content_hash == self.hash
+
 
 class Indexer:
     """Index roots into a store with one embedder. Not thread-safe: one run at a time."""
@@ -204,7 +210,7 @@ class Indexer:
         pool = ThreadPoolExecutor(1, thread_name_prefix="localrag-parse")
         try:
             for prepared in _prefetch(pool, todo, lambda e: self._prepare(e, root, stored)):
-                self._apply(prepared, missing, missing_by_hash, batch, report)
+                self._apply(prepared, missing_by_hash, batch, report)
                 if batch.new_chunk_count >= self.settings.embed_batch:
                     self._flush(batch, report)
             self._flush(batch, report)
@@ -241,8 +247,7 @@ class Indexer:
             prepared.status, prepared.reason = "error", f"cannot read: {exc.strerror or exc}"
             return prepared
         prepared.hash = content_hash(data)
-        existing = prepared.existing
-        if existing and existing.content_hash == prepared.hash and existing.status == "indexed":
+        if prepared.content_unchanged:
             return prepared  # touched, not changed
         try:
             parsed = parse_file(Path(entry.path), data)
@@ -278,7 +283,6 @@ class Indexer:
     def _apply(
         self,
         prepared: _Prepared,
-        missing: dict[str, DocumentRow],
         missing_by_hash: dict[str, DocumentRow],
         batch: _EmbedBatch,
         report: IndexReport,
@@ -291,7 +295,7 @@ class Indexer:
             report.problems.append((entry.path, "vanished while indexing"))
             self._file_done(entry.path, "vanished")
             return
-        if existing and prepared.hash == existing.content_hash and existing.status == "indexed":
+        if existing and prepared.content_unchanged:
             self.store.touch_document(existing.id, entry.size, entry.mtime_ns)
             report.unchanged += 1
             self._file_done(entry.path, "unchanged")
@@ -299,7 +303,7 @@ class Indexer:
         moved_from = (
             missing_by_hash.get(prepared.hash) if existing is None and prepared.hash else None
         )
-        if moved_from is not None and prepared.hash and moved_from.path not in batch.moved_from:
+        if moved_from is not None and prepared.hash:
             self.store.move_document(moved_from.id, entry.path, root.id, entry.size, entry.mtime_ns)
             batch.moved_from.add(moved_from.path)
             del missing_by_hash[prepared.hash]

@@ -108,8 +108,7 @@ class Retriever:
     """Search one store with one embedder; cheap to create, holds no state between queries."""
 
     def __init__(self, store: Store, embedder: Embedder) -> None:
-        identity = store.model_identity()
-        if identity is None:
+        if store.model_identity() is None:
             raise LocalragError(
                 f"the index at {store.path} is empty: run `localrag index FOLDER` first"
             )
