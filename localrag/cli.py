@@ -123,11 +123,7 @@ def index(
     from localrag.embedder import load_embedder
     from localrag.indexer import Indexer, IndexEvent
 
-    settings = config.IndexSettings(chunk_tokens=chunk_tokens, extra_ignore=list(ignore))
-    if max_file_size is not None:
-        settings.max_file_bytes = int(max_file_size * 1_000_000)
-    if embed_batch is not None:
-        settings.embed_batch = embed_batch
+    settings = _index_settings(max_file_size, chunk_tokens, embed_batch, ignore)
     with _open_store(db, create=True) as store:
         roots = list(paths) or [Path(r.path) for r in store.roots()]
         if not roots:
@@ -182,6 +178,108 @@ def index(
     console.print(summary)
     if report.failed:
         console.print("[yellow]Some files could not be indexed:[/] see `localrag status --errors`.")
+
+
+# -- watch ----------------------------------------------------------------------------------------
+
+
+@cli.command()
+@click.argument("paths", nargs=-1, type=click.Path(path_type=Path))
+@db_option
+@embedder_option
+@click.option(
+    "--polling",
+    is_flag=True,
+    help="Poll for changes instead of OS events (network drives, some containers).",
+)
+@click.option(
+    "--poll-interval",
+    type=click.FloatRange(0.1, 3600),
+    default=1.0,
+    show_default=True,
+    help="Seconds between polls with --polling.",
+)
+@click.option(
+    "--debounce",
+    type=click.FloatRange(0.0, 60),
+    default=0.25,
+    show_default=True,
+    help="Seconds a file must be quiet before it is indexed.",
+)
+@click.option(
+    "--max-file-size", type=float, default=None, help="Skip files larger than this many MB."
+)
+@click.option("--chunk-tokens", type=int, default=None, help="Passage size in embedder tokens.")
+@click.option("--ignore", multiple=True, help="Extra gitignore-style pattern to skip (repeatable).")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per event on stdout.")
+@click.option("-q", "--quiet", is_flag=True, help="Only notices and errors, no per-file lines.")
+def watch(
+    paths: tuple[Path, ...],
+    db: Path | None,
+    embedder_name: str | None,
+    polling: bool,
+    poll_interval: float,
+    debounce: float,
+    max_file_size: float | None,
+    chunk_tokens: int | None,
+    ignore: tuple[str, ...],
+    as_json: bool,
+    quiet: bool,
+) -> None:
+    """Keep folders indexed as files change (with no PATHS, every folder in the index).
+
+    Catches up with whatever changed since the last run first, then indexes each change a
+    moment after it is saved. Stop with Ctrl-C; nothing is lost if it is killed.
+    """
+    import signal
+
+    from localrag.embedder import load_embedder
+    from localrag.watch_view import WatchView
+    from localrag.watcher import Watcher
+
+    settings = _index_settings(max_file_size, chunk_tokens, None, ignore)
+    embedder = load_embedder(embedder_name)
+    view = WatchView(console, err_console, _display_path, quiet=quiet, as_json=as_json)
+    watcher = Watcher(
+        _db_path(db),
+        list(paths),
+        embedder,
+        settings,
+        on_event=view,
+        polling=polling,
+        poll_interval=poll_interval,
+        debounce=debounce,
+    )
+
+    def terminate(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt  # same path as Ctrl-C: roll back the file in hand, stop
+
+    signal.signal(signal.SIGTERM, terminate)
+    try:
+        watcher.run()
+    except KeyboardInterrupt:
+        view.close()
+        if not as_json:
+            err_console.print(
+                "Stopped. Everything indexed so far is saved; changes made while stopped "
+                "are picked up on the next start."
+            )
+    finally:
+        view.close()
+
+
+def _index_settings(
+    max_file_size: float | None,
+    chunk_tokens: int | None,
+    embed_batch: int | None,
+    ignore: tuple[str, ...],
+) -> config.IndexSettings:
+    settings = config.IndexSettings(chunk_tokens=chunk_tokens, extra_ignore=list(ignore))
+    if max_file_size is not None:
+        settings.max_file_bytes = int(max_file_size * 1_000_000)
+    if embed_batch is not None:
+        settings.embed_batch = embed_batch
+    return settings
 
 
 # -- search ---------------------------------------------------------------------------------------

@@ -11,6 +11,7 @@ an interrupted run keeps everything finished so far and the next run continues f
 from __future__ import annotations
 
 import hashlib
+import os
 import time
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -25,7 +26,7 @@ from localrag.embedder import Embedder
 from localrag.errors import ConfigError, ParseError, SkipFile
 from localrag.parsers import parse_file
 from localrag.store import DocumentRow, PendingDocument, Root, Store
-from localrag.walker import FileEntry, WalkProblem, walk
+from localrag.walker import IGNORE_FILES, FileEntry, RootFilter, WalkProblem
 
 # How many files are read and parsed ahead of the embedder, in a helper thread.
 _PREFETCH = 8
@@ -111,6 +112,7 @@ class Indexer:
         self.on_event = on_event or (lambda event: None)
         self._done = 0
         self._total = 0
+        self._filters: dict[int, RootFilter] = {}  # rule files read so far, per root id
         identity = embedder.identity
         store.bind_embedder(identity.name, identity.dim, identity.fingerprint)
         limit = embedder.max_tokens
@@ -123,6 +125,7 @@ class Indexer:
         """Index each root (adding it to the knowledge base) and return what happened."""
         started = time.perf_counter()
         report = IndexReport()
+        self._filters.clear()  # rule files may have changed since the last pass
         targets: list[tuple[Root, list[FileEntry], set[str]]] = []
         for root_path in roots:
             root_path = Path(root_path).expanduser().resolve()
@@ -135,7 +138,8 @@ class Indexer:
         self._done = 0
         self._total = total
         for root, entries, problem_paths in targets:
-            self._index_root(root, entries, problem_paths, report)
+            stored = self.store.documents_in_root(root.id)
+            self._index_root(root, entries, problem_paths, stored, report)
         if report.changed or report.failed or report.skipped:
             self.store.collect_garbage()  # only replaced or deleted files leave orphans
         report.seconds = time.perf_counter() - started
@@ -149,30 +153,95 @@ class Indexer:
         )
         return report
 
+    def update(
+        self, paths: Iterable[str], *, interrupt: Callable[[], bool] | None = None
+    ) -> tuple[IndexReport, list[str]]:
+        """Bring just these paths up to date: files or folders, still there or gone.
+
+        This is the watcher's entry point. Paths outside the known roots are ignored; a changed
+        rule file (.gitignore, .localragignore) re-checks its whole folder. When `interrupt`
+        returns True the files prepared so far are finished and the rest is returned, to be
+        passed again later. Vectors of deleted files are kept until `Store.collect_garbage`,
+        so a file that reappears in a later call (a move seen in two parts) is not re-embedded.
+        """
+        started = time.perf_counter()
+        report = IndexReport()
+        left: list[str] = []
+        for root, targets in self._targets_by_root(paths, report):
+            rules = self._filter(root)
+            entries: dict[str, FileEntry] = {}
+            problem_paths: set[str] = set()
+            for target in targets:  # in the caller's order: the watcher puts newest first
+                items = rules.walk(target) if os.path.isdir(target) else [rules.check(target)]
+                for item in items:
+                    if isinstance(item, WalkProblem):
+                        problem_paths.add(item.path)
+                        self._walk_problem(root, item, report)
+                    elif item is not None:
+                        entries[item.path] = item
+            report.files_seen += len(entries)
+            stored = self.store.documents_at(targets)
+            self._done, self._total = 0, len(entries)
+            left += self._index_root(
+                root, list(entries.values()), problem_paths, stored, report, interrupt
+            )
+            if left:
+                break
+        report.seconds = time.perf_counter() - started
+        return report, left
+
     # -- the pass -----------------------------------------------------------------------------
+
+    def _filter(self, root: Root) -> RootFilter:
+        rules = self._filters.get(root.id)
+        if rules is None:
+            rules = self._filters[root.id] = RootFilter(
+                root.path, exclude_paths=[self.store.path], extra_ignore=self.settings.extra_ignore
+            )
+        return rules
+
+    def _targets_by_root(
+        self, paths: Iterable[str], report: IndexReport
+    ) -> list[tuple[Root, list[str]]]:
+        roots = self.store.roots()
+        grouped: dict[int, dict[str, None]] = {}  # an ordered set per root
+        for path in paths:
+            path = os.path.abspath(path)
+            root = next((r for r in roots if _is_within(path, r.path)), None)
+            if root is None:
+                continue
+            if os.path.basename(path) in IGNORE_FILES:
+                # New rules can hide or reveal anything below: look at the folder again.
+                path = os.path.dirname(path)
+                self._filter(root).forget(path)
+            grouped.setdefault(root.id, {})[path] = None
+        result = []
+        for root in roots:
+            if root.id not in grouped:
+                continue
+            if not os.path.isdir(root.path):
+                # An unmounted drive must not empty the index: keep everything until it is back.
+                report.problems.append((root.path, "folder is missing; its documents are kept"))
+                continue
+            result.append((root, list(grouped[root.id])))
+        return result
 
     def _scan(self, root: Root, report: IndexReport) -> tuple[list[FileEntry], set[str]]:
         """The files to consider, and the paths the walk could not look at."""
         entries: list[FileEntry] = []
         problem_paths: set[str] = set()
-        for item in walk(
-            Path(root.path),
-            exclude_paths=[self.store.path],
-            extra_ignore=self.settings.extra_ignore,
-        ):
+        for item in self._filter(root).walk():
             if isinstance(item, WalkProblem):
-                report.failed += 1
-                report.problems.append((item.path, item.reason))
                 problem_paths.add(item.path)
-                self._record_problem(root, item)
+                self._walk_problem(root, item, report)
             else:
                 entries.append(item)
         report.files_seen += len(entries)
         return entries, problem_paths
 
-    def _record_problem(self, root: Root, problem: WalkProblem) -> None:
-        if problem.reason == "vanished while indexing":
-            return
+    def _walk_problem(self, root: Root, problem: WalkProblem, report: IndexReport) -> None:
+        report.failed += 1
+        report.problems.append((problem.path, problem.reason))
         self.store.record_unindexed(
             path=problem.path,
             root_id=root.id,
@@ -183,9 +252,15 @@ class Indexer:
         )
 
     def _index_root(
-        self, root: Root, entries: list[FileEntry], problem_paths: set[str], report: IndexReport
-    ) -> None:
-        stored = self.store.documents_in_root(root.id)
+        self,
+        root: Root,
+        entries: list[FileEntry],
+        problem_paths: set[str],
+        stored: dict[str, DocumentRow],
+        report: IndexReport,
+        interrupt: Callable[[], bool] | None = None,
+    ) -> list[str]:
+        """Index `entries`; stored documents not among them are gone. Returns paths left undone."""
         seen = {e.path for e in entries}
         # Files that vanished, by content: a new file with the same bytes is their new name.
         missing = {p: d for p, d in stored.items() if p not in seen and d.status != "error"}
@@ -207,22 +282,32 @@ class Indexer:
                 todo.append(entry)
 
         batch = _EmbedBatch()
+        left: list[str] = []
         pool = ThreadPoolExecutor(1, thread_name_prefix="localrag-parse")
         try:
-            for prepared in _prefetch(pool, todo, lambda e: self._prepare(e, root, stored)):
+            prepared_files = _prefetch(pool, todo, lambda e: self._prepare(e, root, stored))
+            for done, prepared in enumerate(prepared_files, start=1):
                 self._apply(prepared, missing_by_hash, batch, report)
                 if batch.new_chunk_count >= self.settings.embed_batch:
                     self._flush(batch, report)
+                if interrupt is not None and done < len(todo) and interrupt():
+                    left = [e.path for e in todo[done:]]
+                    break
             self._flush(batch, report)
+            pool.shutdown(wait=True, cancel_futures=True)
         finally:
             # On Ctrl-C, don't wait for files parsed ahead: they were never committed.
             pool.shutdown(wait=False, cancel_futures=True)
 
         gone = [p for p in missing if p not in batch.moved_from] + stale_errors
+        if left:
+            # A file still to come may be one of the missing ones under a new name.
+            return left + gone
         if gone:
             report.deleted += self.store.delete_documents(gone)
             for path in gone:
                 self.on_event(IndexEvent("deleted", path=path))
+        return []
 
     def _prepare(self, entry: FileEntry, root: Root, stored: dict[str, DocumentRow]) -> _Prepared:
         """Read, hash, parse and chunk one file (runs in the prefetch thread)."""
@@ -396,3 +481,7 @@ def _prefetch(
 
 def _megabytes(size: int) -> str:
     return f"{size / 1_000_000:.1f} MB"
+
+
+def _is_within(path: str, folder: str) -> bool:
+    return path == folder or path.startswith(folder.rstrip(os.sep) + os.sep)

@@ -335,6 +335,20 @@ class Store:
         )
         return {r[1]: DocumentRow(*r) for r in rows}
 
+    def documents_at(self, paths: Iterable[str]) -> dict[str, DocumentRow]:
+        """Documents at these paths, or below them for paths that are (or were) folders."""
+        found: dict[str, DocumentRow] = {}
+        for path in paths:
+            below = path.rstrip(os.sep) + os.sep
+            # `below` up to (not including) the same prefix with the separator's successor:
+            # a range the path index answers, unlike LIKE.
+            rows = self.db.execute(
+                f"SELECT {_DOC_COLUMNS} FROM documents WHERE path = ? OR (path >= ? AND path < ?)",
+                (path, below, below[:-1] + chr(ord(os.sep) + 1)),
+            )
+            found.update((r[1], DocumentRow(*r)) for r in rows)
+        return found
+
     def document(self, path: str) -> DocumentRow | None:
         row = self.db.execute(f"SELECT {_DOC_COLUMNS} FROM documents WHERE path = ?", (path,))
         found = row.fetchone()

@@ -11,7 +11,7 @@ from __future__ import annotations
 import errno
 import os
 import stat
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -79,6 +79,137 @@ def _ignored(path: str, is_dir: bool, rules: list[_Rules]) -> bool:
     return bool(verdict)
 
 
+class RootFilter:
+    """Which files under one root get indexed: the whole tree, a sub-folder, or one path.
+
+    Rule files are read once per folder and kept, so checking single paths (what the watcher
+    does for every event) costs a `stat`; call `forget` when a rule file changes.
+    """
+
+    def __init__(
+        self,
+        root: Path | str,
+        *,
+        exclude_paths: Iterable[Path | str] = (),
+        extra_ignore: Iterable[str] = (),
+    ) -> None:
+        self.root = os.path.abspath(root)
+        self._excluded = {os.path.abspath(p) for p in exclude_paths}
+        extra = list(extra_ignore)
+        self._base = [_Rules(self.root, pathspec.GitIgnoreSpec.from_lines(extra))] if extra else []
+        self._own_rules: dict[str, list[_Rules]] = {}
+
+    def forget(self, folder: str) -> None:
+        """A rule file in `folder` changed: read it again next time."""
+        self._own_rules.pop(os.path.abspath(folder), None)
+
+    def walk(self, folder: str | None = None) -> Iterator[FileEntry | WalkProblem]:
+        """Yield the indexable files under `folder` (default: the whole root)."""
+        start = self.root if folder is None else os.path.abspath(folder)
+        context = self._context(start)
+        if context is None:
+            return
+        rules, ancestors = context
+        # (folder, rules in force above it, real paths of the folders above: to notice loops)
+        stack: list[tuple[str, list[_Rules], frozenset[str]]] = [(start, rules, ancestors)]
+        while stack:
+            current, inherited, above = stack.pop()
+            real = os.path.realpath(current)
+            if real in above:
+                yield WalkProblem(current, "symlink loop (folder links to one of its parents)")
+                continue
+            above = above | {real}
+            rules = inherited + self._rules_of(current)
+            try:
+                with os.scandir(current) as it:
+                    entries = sorted(it, key=lambda e: e.name)
+            except PermissionError:
+                yield WalkProblem(current, "permission denied (folder)")
+                continue
+            except FileNotFoundError:
+                continue  # removed while we looked; its own event (or the next scan) says so
+            except OSError as exc:
+                yield WalkProblem(current, _os_reason(exc, "folder"))
+                continue
+            subfolders = []
+            for entry in entries:
+                found = self._judge(entry.path, entry.name, rules, entry.is_symlink(), entry.stat)
+                if isinstance(found, str):  # "folder"
+                    subfolders.append(entry.path)
+                elif found is not None:
+                    yield found
+            # Reversed so folders are visited in name order (the stack is LIFO).
+            stack.extend((sub, rules, above) for sub in reversed(subfolders))
+
+    def check(self, path: str) -> FileEntry | WalkProblem | None:
+        """The entry for one file, or None when it is gone, a folder, or not to be indexed."""
+        path = os.path.abspath(path)
+        parent, name = os.path.split(path)
+        context = self._context(parent)
+        if context is None or path == self.root:
+            return None
+        rules = context[0] + self._rules_of(parent)
+        found = self._judge(path, name, rules, os.path.islink(path), lambda: os.stat(path))
+        return None if isinstance(found, str) else found
+
+    # -- internals -----------------------------------------------------------------------------
+
+    def _rules_of(self, folder: str) -> list[_Rules]:
+        rules = self._own_rules.get(folder)
+        if rules is None:
+            rules = self._own_rules[folder] = _load_rules(folder)
+        return rules
+
+    def _context(self, folder: str) -> tuple[list[_Rules], frozenset[str]] | None:
+        """Rules in force above `folder` and the real paths of its ancestors, or None when
+        `folder` is outside the root or itself not indexed (hidden, ignored, excluded)."""
+        if folder == self.root:
+            return list(self._base), frozenset()
+        if not folder.startswith(self.root + os.sep):
+            return None
+        rules = list(self._base)
+        ancestors: set[str] = set()
+        current = self.root
+        parts = folder[len(self.root) + 1 :].split(os.sep)
+        for part in parts:
+            if part.startswith(".") or not part:
+                return None
+            rules += self._rules_of(current)
+            ancestors.add(os.path.realpath(current))
+            current = os.path.join(current, part)
+            if current in self._excluded or (rules and _ignored(current, True, rules)):
+                return None
+        return rules, frozenset(ancestors)
+
+    def _judge(
+        self,
+        path: str,
+        name: str,
+        rules: list[_Rules],
+        is_link: bool,
+        stat_of: Callable[[], os.stat_result],
+    ) -> FileEntry | WalkProblem | str | None:
+        """One directory entry: a file to index, a problem, "folder" to descend, or None."""
+        if name.startswith(".") or path in self._excluded or _is_sidecar(path, self._excluded):
+            return None
+        try:
+            st = stat_of()  # follows symlinks
+        except FileNotFoundError as exc:
+            # A dangling link is worth reporting; a file deleted as we looked simply is not there.
+            return WalkProblem(path, _link_reason(exc)) if is_link else None
+        except OSError as exc:
+            return WalkProblem(path, _link_reason(exc) if is_link else _os_reason(exc, "file"))
+        if stat.S_ISDIR(st.st_mode):
+            return None if rules and _ignored(path, True, rules) else "folder"
+        if not stat.S_ISREG(st.st_mode):
+            return None  # sockets, fifos, devices
+        if rules and _ignored(path, False, rules):
+            return None
+        if os.path.splitext(name)[1][1:].lower() in BINARY_EXTENSIONS:
+            return None
+        return FileEntry(path, st.st_size, st.st_mtime_ns)
+
+
 def walk(
     root: Path,
     *,
@@ -86,61 +217,18 @@ def walk(
     extra_ignore: Iterable[str] = (),
 ) -> Iterator[FileEntry | WalkProblem]:
     """Yield indexable files under `root` (absolute paths, not resolved through links)."""
-    excluded = {os.path.abspath(p) for p in exclude_paths}
-    extra = list(extra_ignore)
-    root_str = os.path.abspath(root)
-    base_rules = [_Rules(root_str, pathspec.GitIgnoreSpec.from_lines(extra))] if extra else []
-    # (folder, rules in force, real paths of the folders above: to notice symlink loops)
-    stack: list[tuple[str, list[_Rules], frozenset[str]]] = [(root_str, base_rules, frozenset())]
-    while stack:
-        folder, inherited, ancestors = stack.pop()
-        real = os.path.realpath(folder)
-        if real in ancestors:
-            yield WalkProblem(folder, "symlink loop (folder links to one of its parents)")
-            continue
-        ancestors = ancestors | {real}
-        rules = inherited + _load_rules(folder)
-        try:
-            with os.scandir(folder) as it:
-                entries = sorted(it, key=lambda e: e.name)
-        except PermissionError:
-            yield WalkProblem(folder, "permission denied (folder)")
-            continue
-        except OSError as exc:
-            yield WalkProblem(folder, _os_reason(exc, "folder"))
-            continue
-        subfolders = []
-        for entry in entries:
-            if entry.name.startswith("."):
-                continue
-            path = entry.path
-            if path in excluded or _is_database_sidecar(path, excluded):
-                continue
-            try:
-                st = entry.stat()  # follows symlinks
-            except OSError as exc:
-                if entry.is_symlink():
-                    yield WalkProblem(path, _link_reason(exc))
-                else:
-                    yield WalkProblem(path, _os_reason(exc, "file"))
-                continue
-            if stat.S_ISDIR(st.st_mode):
-                if not (rules and _ignored(path, True, rules)):
-                    subfolders.append(path)
-                continue
-            if not stat.S_ISREG(st.st_mode):
-                continue  # sockets, fifos, devices
-            if rules and _ignored(path, False, rules):
-                continue
-            suffix = os.path.splitext(entry.name)[1][1:].lower()
-            if suffix in BINARY_EXTENSIONS:
-                continue
-            yield FileEntry(path, st.st_size, st.st_mtime_ns)
-        # Reversed so folders are visited in name order (stack is LIFO).
-        stack.extend((sub, rules, ancestors) for sub in reversed(subfolders))
+    yield from RootFilter(root, exclude_paths=exclude_paths, extra_ignore=extra_ignore).walk()
 
 
-def _is_database_sidecar(path: str, excluded: set[str]) -> bool:
+def is_excluded_name(path: str, root: str) -> bool:
+    """Cheap test for the watcher: hidden below the root (rule files aside) means never indexed."""
+    rel = path[len(root) + 1 :].split(os.sep)
+    if any(part.startswith(".") for part in rel[:-1]):
+        return True
+    return rel[-1].startswith(".") and rel[-1] not in IGNORE_FILES
+
+
+def _is_sidecar(path: str, excluded: set[str]) -> bool:
     for suffix in ("-wal", "-shm", "-journal"):
         if path.endswith(suffix) and path[: -len(suffix)] in excluded:
             return True
@@ -158,6 +246,4 @@ def _link_reason(exc: OSError) -> str:
 def _os_reason(exc: OSError, what: str) -> str:
     if isinstance(exc, PermissionError):
         return f"permission denied ({what})"
-    if isinstance(exc, FileNotFoundError):
-        return "vanished while indexing"
     return f"cannot read {what}: {exc.strerror or exc}"

@@ -335,3 +335,67 @@ def test_a_different_model_is_a_clear_error(tmp_path, store, embedder):
     assert "--reembed" in message
     with pytest.raises(ModelMismatchError):
         Retriever(store, embedder)
+
+
+# -- update: the watcher's entry point ----------------------------------------------------------
+
+
+def test_update_handles_a_folder_move_as_moves(tmp_path, store, counting_embedder):
+    root = tmp_path / "docs"
+    write_tree(root)
+    indexer = Indexer(store, counting_embedder)
+    indexer.index([root])
+    before = counting_embedder.passages
+    (root / "recipes").rename(root / "cooking")
+    report, left = indexer.update([str(root / "recipes"), str(root / "cooking")])
+    assert left == []
+    assert (report.moved, report.added, report.deleted) == (1, 0, 0)
+    assert counting_embedder.passages == before
+    assert store.document(str(root / "cooking" / "lentil-soup.txt")) is not None
+    assert store.document(str(root / "recipes" / "lentil-soup.txt")) is None
+
+
+def test_update_interrupted_returns_what_is_left(tmp_path, store, embedder):
+    root = tmp_path / "docs"
+    root.mkdir()
+    indexer = Indexer(store, embedder)
+    indexer.index([root])
+    paths = []
+    for i in range(6):
+        path = root / f"note-{i}.md"
+        path.write_text(f"# Note {i}\n\nNote {i} is about river number {i}.\n")
+        paths.append(str(path))
+    (root / "old.md").write_text("# Old\n\nAn old note.\n")
+    indexer.update([str(root / "old.md")])
+    (root / "old.md").unlink()
+
+    asked = 0
+
+    def after_two() -> bool:
+        nonlocal asked
+        asked += 1
+        return asked >= 2
+
+    report, left = indexer.update([*paths, str(root / "old.md")], interrupt=after_two)
+    assert report.added == 2
+    assert left[:4] == paths[2:]
+    assert str(root / "old.md") in left  # a deletion waits: it may be a move still to come
+    assert store.document(str(root / "old.md")) is not None
+    report, left = indexer.update(left)
+    assert (report.added, report.deleted, left) == (4, 1, [])
+
+    with Store.open(tmp_path / "fresh.db") as fresh:
+        Indexer(fresh, embedder).index([root])
+        assert snapshot(store) == snapshot(fresh)
+
+
+def test_update_keeps_documents_of_a_missing_root(tmp_path, store, embedder):
+    root = tmp_path / "docs"
+    write_tree(root)
+    indexer = Indexer(store, embedder)
+    indexer.index([root])
+    count = store.stats().indexed
+    shutil.move(str(root), str(tmp_path / "unmounted"))
+    report, _ = indexer.update([str(root / "notes.md"), str(tmp_path / "outside.md")])
+    assert report.problems == [(str(root), "folder is missing; its documents are kept")]
+    assert store.stats().indexed == count

@@ -1,0 +1,372 @@
+"""Keep an index live: file-system events become debounced, coalesced work for the indexer.
+
+Two threads. watchdog's observer thread only records which paths changed (in a
+`ChangeQueue`: cheap, never touches the database). The worker, the thread that calls `run`,
+first reconciles (a full incremental pass, so whatever changed while nothing was watching is
+caught up), then indexes settled paths in batches through `Indexer.update`. Each file is
+committed in its own transaction, so readers see a file's old version or its new one, and a
+kill at any moment loses nothing that the next start's reconcile does not redo.
+
+Nothing here prints: progress goes to `on_event` as `WatchEvent`s, which the CLI renders and
+the TUI can forward to its own thread.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import sys
+import threading
+import time
+import warnings
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from watchdog.events import FileSystemEvent, FileSystemEventHandler
+from watchdog.observers import Observer
+from watchdog.observers.polling import PollingObserver
+
+from localrag.change_queue import ChangeQueue
+from localrag.config import IndexSettings
+from localrag.embedder import Embedder
+from localrag.errors import ConfigError
+from localrag.indexer import Indexer, IndexEvent, IndexReport
+from localrag.store import Store
+from localrag.walker import is_excluded_name
+
+if TYPE_CHECKING:
+    from watchdog.observers.api import BaseObserver
+
+# Event types that can change what a file holds or where it is. "opened" and
+# "closed_no_write" are left out: the indexer's own reads cause them.
+_RELEVANT = frozenset(("created", "modified", "deleted", "moved", "closed", "attrib"))
+
+
+@dataclass(frozen=True)
+class WatchEvent:
+    """What the watcher is doing, for whoever shows it.
+
+    kinds: "reconcile" (progress of the start-up pass, in `index`), "reconciled" (its
+    `report`), "watching" (live events flow; `message` names the back end), "notice" (something
+    the user should know, in `message`), "batch" (settled paths are being indexed),
+    "index" (progress inside a batch, in `index`), "batch-done" (its `report`), "idle"
+    (nothing queued), "stopped".
+    """
+
+    kind: str
+    queue_depth: int = 0
+    message: str | None = None
+    index: IndexEvent | None = None
+    report: IndexReport | None = None
+    paths: int = 0
+
+
+WatchHandler = Callable[[WatchEvent], None]
+
+
+class Watcher:
+    """Watch folders and keep one index database in line with them.
+
+    `run()` blocks until `stop()`; `start()` runs it in a background thread (for the TUI).
+    The folders are added to the index like `localrag index` does; with none, every folder the
+    index already knows is watched.
+    """
+
+    def __init__(
+        self,
+        db_path: Path,
+        folders: Sequence[Path],
+        embedder: Embedder,
+        settings: IndexSettings | None = None,
+        *,
+        on_event: WatchHandler | None = None,
+        polling: bool = False,
+        poll_interval: float = 1.0,
+        debounce: float = 0.25,
+        max_delay: float = 5.0,
+        yield_after: float = 1.0,
+        embed_batch: int = 64,
+    ) -> None:
+        self.db_path = Path(db_path)
+        self.folders = [Path(f).expanduser().resolve() for f in folders]
+        self.embedder = embedder
+        # Smaller embedding batches than a full index: a batch is what a new edit may wait for.
+        self.settings = replace(settings or IndexSettings(), embed_batch=embed_batch)
+        self.on_event = on_event or (lambda event: None)
+        self.polling = polling
+        self.poll_interval = poll_interval
+        self.yield_after = yield_after
+        self.queue = ChangeQueue(debounce=debounce, max_delay=max_delay)
+        self.backend: str | None = None
+        self.roots: list[str] = []
+        self._stop = threading.Event()
+        self._ready = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._error: BaseException | None = None
+        self._phase = "reconcile"  # then "live"
+        self._batch_started = 0.0
+        self._batch_left = 0
+        self._last_yield_check = 0.0
+
+    # -- control ------------------------------------------------------------------------------
+
+    @property
+    def queue_depth(self) -> int:
+        """Paths waiting plus files of the current batch not yet done."""
+        return len(self.queue) + self._batch_left
+
+    def start(self) -> None:
+        """Run in a background thread; returns once live events are being recorded."""
+        self._thread = threading.Thread(target=self._run_captured, name="localrag-watch")
+        self._thread.start()
+        self._ready.wait()
+        if self._error is not None:
+            raise self._error
+
+    def stop(self, timeout: float | None = 30.0) -> None:
+        """Finish the file(s) in hand, then stop. Safe to call from any thread or twice."""
+        self._stop.set()
+        self.queue.wake()
+        if self._thread is not None and self._thread is not threading.current_thread():
+            self._thread.join(timeout)
+
+    def wait_idle(self, timeout: float) -> bool:
+        """True once every recorded change is indexed (events still in flight are not known)."""
+        deadline = time.monotonic() + timeout
+        if not self._ready.wait(timeout):
+            return False
+        return self.queue.wait_idle(max(0.0, deadline - time.monotonic()))
+
+    def wait_ready(self, timeout: float) -> bool:
+        """True once the start-up reconcile is done and live changes are being indexed."""
+        return self._ready.wait(timeout)
+
+    @property
+    def error(self) -> BaseException | None:
+        """What stopped a background watcher, if it failed."""
+        return self._error
+
+    def run(self) -> None:
+        """Reconcile, then index changes as they settle, until `stop()` (or Ctrl-C)."""
+        store = Store.open(self.db_path)
+        observer: BaseObserver | None = None
+        try:
+            indexer = Indexer(store, self.embedder, self.settings, on_event=self._index_event)
+            self.roots = self._register_roots(store)
+            # Watch before reconciling, so nothing that changes during the pass is missed.
+            observer = self._start_observer()
+            report = indexer.index([Path(r) for r in self.roots])
+            self._emit("reconciled", report=report)
+            self._phase = "live"
+            how = f"polling every {self.poll_interval:g}s" if self.backend == "polling" else None
+            self._emit("watching", message=how or self.backend)
+            self._ready.set()
+            self._loop(indexer, store)
+        finally:
+            if observer is not None:
+                observer.stop()
+                observer.join(5)
+            store.close()
+            self._emit("stopped")
+
+    # -- the worker ---------------------------------------------------------------------------
+
+    def _loop(self, indexer: Indexer, store: Store) -> None:
+        changed_since_gc = False
+        self._emit("idle")
+        while not self._stop.is_set():
+            if not self.queue.wait_settled():
+                continue  # woken to stop
+            paths = self.queue.take_settled()
+            if not paths:
+                continue
+            self._batch_started = time.monotonic()
+            self._batch_left = len(paths)
+            self._emit("batch", paths=len(paths))
+            left: list[str] = list(paths)
+            try:
+                report, left = indexer.update(paths, interrupt=self._should_yield)
+                for path, reason in report.problems:
+                    self._emit("notice", message=f"{path}: {reason}")
+                changed_since_gc |= bool(report.changed or report.failed or report.skipped)
+                if changed_since_gc and not left and len(self.queue) == 0:
+                    # Only once drained: a file deleted in one batch and back in the next
+                    # (a move seen in two parts) keeps its vectors.
+                    store.collect_garbage()
+                    changed_since_gc = False
+            finally:
+                self._batch_left = 0
+                self.queue.finish(left)
+            self._emit("batch-done", report=report)
+            if self.queue.is_idle():
+                self._emit("idle")
+
+    def _should_yield(self) -> bool:
+        """Asked by the indexer after each file: stop here so newer changes go first?"""
+        if self._stop.is_set():
+            return True
+        now = time.monotonic()
+        if now - self._batch_started < self.yield_after or now - self._last_yield_check < 0.1:
+            return False
+        self._last_yield_check = now
+        return self.queue.has_settled()
+
+    def _index_event(self, event: IndexEvent) -> None:
+        if event.kind == "file" and self._phase == "live":
+            self._batch_left = event.files_total - event.files_done
+        kind = "reconcile" if self._phase == "reconcile" else "index"
+        self._emit(kind, index=event)
+
+    def _emit(self, kind: str, **fields: object) -> None:
+        self.on_event(WatchEvent(kind, queue_depth=self.queue_depth, **fields))  # type: ignore[arg-type]
+
+    def _run_captured(self) -> None:
+        try:
+            self.run()
+        except BaseException as exc:  # surfaced by start() or .error, never lost in a thread
+            self._error = exc
+            self._emit("notice", message=f"watcher stopped: {exc}")
+        finally:
+            self._ready.set()  # release start() either way
+
+    # -- roots and events ---------------------------------------------------------------------
+
+    def _register_roots(self, store: Store) -> list[str]:
+        for folder in self.folders:
+            if not folder.is_dir():
+                raise ConfigError(f"not a folder: {folder}")
+            store.add_root(str(folder))
+        roots = [r.path for r in store.roots()]
+        if self.folders:
+            # Only the roots holding the folders asked for (add_root may fold into a parent).
+            roots = [r for r in roots if any(_within(str(f), r) for f in self.folders)]
+        if not roots:
+            raise ConfigError("nothing to watch: give a folder, e.g. `localrag watch ~/Documents`")
+        return roots
+
+    def record(self, event: FileSystemEvent) -> None:
+        """Observer thread: note the paths an event touches. Must stay cheap."""
+        if event.event_type not in _RELEVANT:
+            return
+        if event.is_directory and event.event_type in ("modified", "attrib", "closed"):
+            return  # a folder's own mtime: its files' events say what changed
+        for raw in (event.src_path, getattr(event, "dest_path", "")):
+            if not raw:
+                continue
+            path = os.fsdecode(raw)
+            if self._wanted(path):
+                self.queue.add(path)
+
+    def _wanted(self, path: str) -> bool:
+        if _is_database_file(path, str(self.db_path)):
+            return False  # our own writes, when the index lives in a watched folder
+        root = next((r for r in self.roots if _within(path, r)), None)
+        if root is None:
+            return False
+        return path == root or not is_excluded_name(path, root)
+
+    def _start_observer(self) -> BaseObserver:
+        if not self.polling:
+            observer = Observer()
+            try:
+                self._schedule_and_start(observer)
+            except OSError as exc:
+                if exc.errno not in (errno.ENOSPC, errno.EMFILE):
+                    raise
+                self._fall_back(str(exc))
+            else:
+                self.backend = _backend_name(observer)
+                missing = _unwatched_folders(self.roots) if self.backend == "inotify" else 0
+                if not missing:
+                    return observer
+                observer.stop()
+                observer.join(5)
+                self._fall_back(f"{missing} folders could not be watched")
+        observer = PollingObserver(timeout=self.poll_interval)
+        self._schedule_and_start(observer)
+        self.backend = "polling"
+        return observer
+
+    def _schedule_and_start(self, observer: BaseObserver) -> None:
+        # watchdog warns when a renamed folder's watch is re-registered; it handles it fine.
+        warnings.filterwarnings(
+            "ignore", message="Callback with id", category=RuntimeWarning, module="watchdog"
+        )
+        handler = _Handler(self)
+        for root in self.roots:
+            observer.schedule(handler, root, recursive=True)
+        observer.start()
+
+    def _fall_back(self, why: str) -> None:
+        limit = _read_int("/proc/sys/fs/inotify/max_user_watches")
+        self._emit(
+            "notice",
+            message=(
+                f"inotify watch limit reached ({why}; fs.inotify.max_user_watches = {limit}). "
+                f"Falling back to polling every {self.poll_interval:g}s, which uses more CPU. "
+                "To watch with inotify, raise the limit: "
+                "sudo sysctl fs.inotify.max_user_watches=524288"
+            ),
+        )
+
+
+class _Handler(FileSystemEventHandler):
+    """The watchdog handler: forwards every event to `Watcher.record`."""
+
+    def __init__(self, watcher: Watcher) -> None:
+        super().__init__()
+        self.watcher = watcher
+
+    def dispatch(self, event: FileSystemEvent) -> None:
+        self.watcher.record(event)
+
+
+def _within(path: str, folder: str) -> bool:
+    return path == folder or path.startswith(folder.rstrip(os.sep) + os.sep)
+
+
+def _is_database_file(path: str, db_path: str) -> bool:
+    return path == db_path or path in (db_path + "-wal", db_path + "-shm", db_path + "-journal")
+
+
+def _backend_name(observer: BaseObserver) -> str:
+    name = type(observer).__name__.removesuffix("Observer").lower()
+    return name or "native"
+
+
+def _unwatched_folders(roots: Sequence[str]) -> int:
+    """How many folders inotify is not watching (watchdog skips them silently at the limit).
+
+    Compares the folders under the roots, counted as watchdog walks them, with the inotify
+    watches this process holds (/proc/self/fdinfo). Linux only; 0 when it cannot tell.
+    """
+    if not sys.platform.startswith("linux"):
+        return 0
+    wanted = 0
+    for root in roots:
+        wanted += 1
+        for folder, subfolders, _ in os.walk(root):
+            wanted += sum(
+                1 for name in subfolders if not os.path.islink(os.path.join(folder, name))
+            )
+    held = 0
+    try:
+        for fd in os.listdir("/proc/self/fdinfo"):
+            try:
+                with open(f"/proc/self/fdinfo/{fd}") as fh:
+                    held += fh.read().count("inotify wd:")
+            except OSError:
+                continue
+    except OSError:
+        return 0
+    return max(0, wanted - held)
+
+
+def _read_int(path: str) -> str:
+    try:
+        with open(path) as fh:
+            return fh.read().strip()
+    except OSError:
+        return "unknown"

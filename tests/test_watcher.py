@@ -1,0 +1,534 @@
+"""The watcher on real file-system events (inotify here), the real embedder and a real index.
+
+Every test changes files the way people and tools do, waits for the index to settle (a
+sentinel file is written last: once it is indexed, every earlier event has reached the queue;
+then the queue is waited on, with a time limit) and compares the index with a fresh full index
+of the same folder.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from localrag.indexer import Indexer
+from localrag.retrieval import Retriever
+from localrag.store import Store
+from localrag.watcher import Watcher, WatchEvent
+from tests.corpus import write_tree
+from tests.index_state import assert_matches_fresh_index
+
+SETTLE_LIMIT = 90.0  # seconds; generous for a loaded 2-core CI machine
+
+
+class Harness:
+    """A watcher running in a background thread over `folder`, recording its events."""
+
+    def __init__(self, folder: Path, db: Path, embedder: Any, scratch: Path, **options: Any):
+        self.folder = folder
+        self.db = db
+        self.embedder = embedder
+        self.scratch = scratch
+        self.events: list[WatchEvent] = []
+        self._seen = threading.Condition()
+        self._sentinels = 0
+        self.watcher = Watcher(db, [folder], embedder, on_event=self._record, **options)
+
+    def _record(self, event: WatchEvent) -> None:
+        with self._seen:
+            self.events.append(event)
+            self._seen.notify_all()
+
+    def start(self) -> Harness:
+        self.watcher.start()
+        return self
+
+    def stop(self) -> None:
+        self.watcher.stop()
+
+    def mark(self) -> int:
+        """A position in the event log, to look only at what happens after it."""
+        with self._seen:
+            return len(self.events)
+
+    def wait_for(self, predicate: Callable[[WatchEvent], bool], since: int = 0) -> WatchEvent:
+        deadline = time.monotonic() + SETTLE_LIMIT
+        with self._seen:
+            while True:
+                for event in self.events[since:]:
+                    if predicate(event):
+                        return event
+                left = deadline - time.monotonic()
+                assert left > 0, f"no such event within {SETTLE_LIMIT}s: {self.events[since:]}"
+                self._seen.wait(left)
+
+    def settle(self) -> None:
+        """Wait until every change made so far is indexed."""
+        self._sentinels += 1
+        sentinel = self.folder / "zz-sentinel.txt"
+        since = self.mark()
+        sentinel.write_text(f"sentinel number {self._sentinels}\n")
+        self.wait_for(lambda e: file_event(e, sentinel) is not None, since)
+        assert self.watcher.wait_idle(SETTLE_LIMIT), "the watcher did not go idle"
+
+    def file_statuses(self, path: Path, since: int = 0) -> list[str]:
+        """Each time `path` was indexed (added, updated, moved, ...) after `since`."""
+        with self._seen:
+            found = [file_event(e, path) for e in self.events[since:]]
+        return [status for status in found if status is not None and status != "unchanged"]
+
+    def assert_matches_fresh_index(self) -> None:
+        plain = getattr(self.embedder, "inner", self.embedder)  # not counted as the watcher's
+        assert_matches_fresh_index(self.db, self.folder, plain, self.scratch)
+
+
+def file_event(event: WatchEvent, path: Path) -> str | None:
+    ix = event.index
+    if ix is None or ix.path != str(path):
+        return None
+    if ix.kind == "file":
+        return ix.status
+    if ix.kind == "deleted":
+        return "deleted"
+    return None
+
+
+@pytest.fixture
+def docs(tmp_path: Path) -> Path:
+    folder = tmp_path / "docs"
+    write_tree(folder)
+    return folder
+
+
+@pytest.fixture
+def harness(tmp_path: Path, docs: Path, embedder: Any) -> Iterator[Harness]:
+    h = Harness(docs, tmp_path / "index.db", embedder, tmp_path, debounce=0.1).start()
+    yield h
+    h.stop()
+
+
+def write_paragraphs(path: Path, topic: str, count: int = 2) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    body = "\n\n".join(
+        f"Paragraph {i} about {topic}: the {topic} survey recorded {i * 13} observations "
+        f"and the field team noted {topic} behaviour near site {i}."
+        for i in range(count)
+    )
+    path.write_text(f"# {topic.title()}\n\n{body}\n")
+
+
+# -- everyday edits ---------------------------------------------------------------------------
+
+
+def test_reconciles_then_follows_create_append_delete(harness: Harness) -> None:
+    h = harness
+    h.settle()
+    h.assert_matches_fresh_index()
+
+    new = h.folder / "otters.md"
+    since = h.mark()
+    write_paragraphs(new, "otter")
+    h.settle()
+    assert h.file_statuses(new, since) == ["added"]
+    h.assert_matches_fresh_index()
+
+    since = h.mark()
+    with new.open("a") as fh:
+        fh.write("\nLate note: otters were also seen upstream of the weir.\n")
+    h.settle()
+    assert h.file_statuses(new, since) == ["updated"]
+    with Store.open(h.db) as store:
+        hits = Retriever(store, h.embedder).search("otters upstream of the weir", k=1)
+        assert hits and hits[0].path == str(new)
+    h.assert_matches_fresh_index()
+
+    since = h.mark()
+    new.unlink()
+    h.settle()
+    assert h.file_statuses(new, since) == ["deleted"]
+    h.assert_matches_fresh_index()
+
+
+def test_atomic_save_through_a_temp_file_is_one_update(harness: Harness) -> None:
+    """How editors save: write a temp file beside the target, then rename it over."""
+    h = harness
+    h.settle()
+    target = h.folder / "notes.md"
+    temp = h.folder / "notes.md.tmp~"
+    since = h.mark()
+    temp.write_text(target.read_text() + "\n## Bees\n\nBees visit the borage first.\n")
+    os.replace(temp, target)
+    h.settle()
+    assert h.file_statuses(target, since) == ["updated"]
+    assert h.file_statuses(temp, since) == []
+    h.assert_matches_fresh_index()
+
+    # Truncate and rewrite in place (the other common way).
+    since = h.mark()
+    with target.open("w") as fh:
+        fh.write("# Garden notes\n\nOnly the borage is left.\n")
+    h.settle()
+    assert h.file_statuses(target, since) == ["updated"]
+    h.assert_matches_fresh_index()
+
+
+def test_renames_and_folder_moves_reuse_vectors(tmp_path, docs, counting_embedder) -> None:
+    h = Harness(docs, tmp_path / "index.db", counting_embedder, tmp_path, debounce=0.1).start()
+    try:
+        write_paragraphs(docs / "field" / "herons.md", "heron", 3)
+        write_paragraphs(docs / "field" / "deep" / "voles.md", "vole", 2)
+        h.settle()
+        embedded = counting_embedder.passages
+
+        since = h.mark()
+        (docs / "notes.md").rename(docs / "garden.md")
+        h.settle()
+        assert h.file_statuses(docs / "garden.md", since) == ["moved"]
+        h.assert_matches_fresh_index()
+
+        since = h.mark()
+        (docs / "field").rename(docs / "survey")  # a folder renamed in place
+        h.settle()
+        assert h.file_statuses(docs / "survey" / "deep" / "voles.md", since) == ["moved"]
+        h.assert_matches_fresh_index()
+        # Only the sentinel's new text was embedded: moved files reuse their vectors.
+        assert counting_embedder.passages - embedded <= 2
+
+        outside = tmp_path / "elsewhere"
+        since = h.mark()
+        shutil.move(str(docs / "survey"), str(outside))  # out of the watched folder
+        h.settle()
+        assert h.file_statuses(docs / "survey" / "herons.md", since) == ["deleted"]
+        h.assert_matches_fresh_index()
+
+        since = h.mark()
+        shutil.move(str(outside), str(docs / "back"))  # and in again
+        h.settle()
+        assert h.file_statuses(docs / "back" / "deep" / "voles.md", since) == ["added"]
+        h.assert_matches_fresh_index()
+
+        since = h.mark()
+        shutil.rmtree(docs / "back")
+        h.settle()
+        assert h.file_statuses(docs / "back" / "herons.md", since) == ["deleted"]
+        h.assert_matches_fresh_index()
+    finally:
+        h.stop()
+
+
+def test_burst_of_500_files_each_indexed_once(harness: Harness) -> None:
+    h = harness
+    h.settle()
+    since = h.mark()
+    burst = h.folder / "unzipped"
+    burst.mkdir()
+    for i in range(500):
+        (burst / f"item-{i:03}.txt").write_text(f"Inventory item {i}: crate {i % 17}.\n")
+    h.settle()
+    for i in range(500):
+        assert h.file_statuses(burst / f"item-{i:03}.txt", since) == ["added"], i
+    h.assert_matches_fresh_index()
+
+    since = h.mark()
+    shutil.rmtree(burst)  # and the reverse: a folder of 500 deleted at once
+    h.settle()
+    assert h.file_statuses(burst / "item-250.txt", since) == ["deleted"]
+    h.assert_matches_fresh_index()
+
+
+def test_file_created_and_deleted_before_indexing_leaves_no_trace(harness: Harness) -> None:
+    h = harness
+    h.settle()
+    since = h.mark()
+    fleeting = h.folder / "scratch.md"
+    for _ in range(5):
+        fleeting.write_text("# Scratch\n\nA note that lives for a moment.\n")
+        fleeting.unlink()
+    h.settle()
+    assert h.file_statuses(fleeting, since) == []
+    h.assert_matches_fresh_index()
+
+
+class EditsOnFirstEmbed:
+    """The real embedder; once `action` is set, the next time it is asked for several
+    passages it runs `action` first, so a file changes on disk while its own indexing is under
+    way."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+        self.identity = inner.identity
+        self.max_tokens = inner.max_tokens
+        self.action: Callable[[], None] | None = None
+
+    def count(self, text: str) -> int:
+        return int(self.inner.count(text))
+
+    def count_many(self, texts: Sequence[str]) -> list[int]:
+        return list(self.inner.count_many(texts))
+
+    def embed_passages(self, texts: Sequence[str]) -> np.ndarray:
+        if self.action is not None and len(texts) > 5:
+            action, self.action = self.action, None
+            action()
+        return self.inner.embed_passages(texts)  # type: ignore[no-any-return]
+
+    def embed_query(self, text: str) -> np.ndarray:
+        return self.inner.embed_query(text)  # type: ignore[no-any-return]
+
+
+def test_edit_while_the_same_file_is_being_indexed(tmp_path, docs, embedder) -> None:
+    report = docs / "report.md"
+
+    def append() -> None:
+        with report.open("a") as fh:
+            fh.write("\n## Addendum\n\nThe addendum mentions cormorants on the pier.\n")
+
+    editing = EditsOnFirstEmbed(embedder)
+    h = Harness(docs, tmp_path / "index.db", editing, tmp_path, debounce=0.1).start()
+    try:
+        h.settle()
+        editing.action = append  # armed only now, after the start-up pass
+        since = h.mark()
+        write_paragraphs(report, "kingfisher", 60)  # several chunks: one embedding call > 5
+        h.settle()
+        assert editing.action is None, "the edit did not happen during indexing"
+        # Indexed as it was when read, then again once the edit settled.
+        assert h.file_statuses(report, since) == ["added", "updated"]
+        with Store.open(h.db) as store:
+            assert store.fts_search('"cormorants"', 1)
+        h.assert_matches_fresh_index()
+    finally:
+        h.stop()
+
+
+# -- what is never indexed --------------------------------------------------------------------
+
+
+def test_database_inside_the_watched_folder_is_never_indexed(tmp_path, docs, embedder) -> None:
+    h = Harness(docs, docs / "index.db", embedder, tmp_path, debounce=0.1).start()
+    try:
+        write_paragraphs(docs / "owls.md", "owl")
+        h.settle()  # our own commits write index.db and its WAL; they must not feed back
+        h.settle()
+        with Store.open(h.db) as store:
+            paths = [d for d in store.documents_in_root(store.roots()[0].id)]
+        assert not [p for p in paths if "index.db" in p]
+        batches = sum(1 for e in h.events if e.kind == "batch")
+        assert h.watcher.wait_idle(1)
+        assert sum(1 for e in h.events if e.kind == "batch") == batches  # no feedback loop
+        h.assert_matches_fresh_index()
+    finally:
+        h.stop()
+
+
+def test_ignore_rules_apply_and_changing_them_rescans(harness: Harness) -> None:
+    h = harness
+    folder = h.folder
+    since = h.mark()
+    write_paragraphs(folder / "build" / "generated.md", "generated")
+    write_paragraphs(folder / ".cache" / "hidden.md", "hidden")
+    (folder / ".hidden-note.md").write_text("# Hidden\n\nNot for the index.\n")
+    h.settle()
+    assert h.file_statuses(folder / "build" / "generated.md", since) == ["added"]
+    assert h.file_statuses(folder / ".cache" / "hidden.md", since) == []
+
+    since = h.mark()
+    (folder / ".gitignore").write_text("build/\n")
+    h.settle()
+    assert h.file_statuses(folder / "build" / "generated.md", since) == ["deleted"]
+    write_paragraphs(folder / "build" / "more.md", "more")
+    h.settle()
+    assert h.file_statuses(folder / "build" / "more.md", since) == []
+    h.assert_matches_fresh_index()
+
+    since = h.mark()
+    (folder / ".gitignore").unlink()
+    h.settle()
+    assert h.file_statuses(folder / "build" / "more.md", since) == ["added"]
+    h.assert_matches_fresh_index()
+
+
+# -- starting, stopping, readers --------------------------------------------------------------
+
+
+def test_changes_made_while_not_watching_are_caught_up_on_start(tmp_path, docs, embedder) -> None:
+    db = tmp_path / "index.db"
+    with Store.open(db) as store:
+        Indexer(store, embedder).index([docs])
+    (docs / "notes.md").rename(docs / "garden-notes.md")
+    (docs / "recipes" / "lentil-soup.txt").unlink()
+    write_paragraphs(docs / "new" / "badgers.md", "badger")
+    with (docs / "code" / "exporter.py").open("a") as fh:
+        fh.write("\n\ndef total_with_tax(amount):\n    return amount * 1.2\n")
+
+    h = Harness(docs, db, embedder, tmp_path, debounce=0.1)
+    h.start()  # returns after the catch-up pass
+    try:
+        reconciled = h.wait_for(lambda e: e.kind == "reconciled").report
+        assert reconciled is not None
+        assert (reconciled.added, reconciled.updated, reconciled.moved, reconciled.deleted) == (
+            1,
+            1,
+            1,
+            1,
+        )
+        h.settle()
+        h.assert_matches_fresh_index()
+    finally:
+        h.stop()
+
+
+def test_readers_see_whole_files_while_the_watcher_writes(harness: Harness) -> None:
+    h = harness
+    h.settle()
+    target = h.folder / "ledger.md"
+    problems: list[str] = []
+    reads = 0
+    done = threading.Event()
+
+    def reader() -> None:
+        nonlocal reads
+        with Store.open(h.db, create=False) as store:
+            retriever = Retriever(store, h.embedder)
+            while not done.is_set():
+                with store.snapshot() as db:
+                    versions = {
+                        row[0].split("version ")[1].split(":")[0]
+                        for row in db.execute(
+                            "SELECT c.text FROM chunks c JOIN documents d "
+                            "ON d.id = c.document_id WHERE d.path = ? AND c.text LIKE '%version %'",
+                            (str(target),),
+                        )
+                    }
+                if len(versions) > 1:
+                    problems.append(f"half-indexed file seen: versions {versions}")
+                retriever.search("ledger version entries", k=3)
+                reads += 1
+
+    thread = threading.Thread(target=reader)
+    thread.start()
+    try:
+        for version in range(1, 5):
+            since = h.mark()
+            target.write_text(
+                "# Ledger\n\n"
+                + "\n\n".join(
+                    f"Entry {i} of ledger version {version}: balance {i * version} units "
+                    f"carried forward from the previous page of the ledger."
+                    for i in range(12)
+                )
+            )
+            h.wait_for(lambda e: file_event(e, target) in ("added", "updated"), since)
+    finally:
+        done.set()
+        thread.join(60)
+    assert not problems, problems[:3]
+    assert reads > 0
+
+
+def test_large_burst_does_not_hold_back_a_small_edit(tmp_path, docs, embedder) -> None:
+    h = Harness(
+        docs,
+        tmp_path / "index.db",
+        embedder,
+        tmp_path,
+        debounce=0.1,
+        yield_after=0.2,
+        embed_batch=8,
+    ).start()
+    try:
+        h.settle()
+        since = h.mark()
+        burst = [docs / "import" / f"minutes-{i:02}.md" for i in range(30)]
+        for i, path in enumerate(burst):
+            write_paragraphs(path, f"meeting{i}", 30)  # ~4 chunks each: seconds of work
+        # Once the burst is being indexed, save one small file.
+        h.wait_for(lambda e: e.kind == "index" and e.index.kind == "file", since)
+        small = docs / "todo.md"
+        small.write_text("# To do\n\nCall the plumber about the boiler.\n")
+        h.settle()
+        order = [
+            e.index.path for e in h.events[since:] if e.index is not None and e.index.kind == "file"
+        ]
+        burst_done = [order.index(str(p)) for p in burst]
+        assert order.index(str(small)) < max(burst_done), "the edit waited for the whole burst"
+        assert any(e.queue_depth > 10 for e in h.events[since:])  # the depth was visible
+        h.assert_matches_fresh_index()
+    finally:
+        h.stop()
+
+
+def test_polling_mode_follows_changes(tmp_path, docs, embedder) -> None:
+    h = Harness(
+        docs,
+        tmp_path / "index.db",
+        embedder,
+        tmp_path,
+        debounce=0.1,
+        polling=True,
+        poll_interval=0.2,
+    ).start()
+    try:
+        assert h.watcher.backend == "polling"
+        since = h.mark()
+        write_paragraphs(docs / "deep" / "er" / "moles.md", "mole")
+        (docs / "recipes" / "lentil-soup.txt").unlink()
+        h.settle()
+        assert h.file_statuses(docs / "deep" / "er" / "moles.md", since) == ["added"]
+        assert h.file_statuses(docs / "recipes" / "lentil-soup.txt", since) == ["deleted"]
+        h.assert_matches_fresh_index()
+    finally:
+        h.stop()
+
+
+_WATCH_LIMIT = Path("/proc/sys/fs/inotify/max_user_watches")
+
+
+def test_inotify_watch_limit_falls_back_to_polling(tmp_path, docs, embedder) -> None:
+    """Exhaust the real limit: lower it below the number of folders (needs root)."""
+    if not os.access(_WATCH_LIMIT, os.W_OK):
+        pytest.skip("changing fs.inotify.max_user_watches needs root on Linux")
+    for i in range(30):
+        (docs / "tree" / f"branch-{i:02}").mkdir(parents=True)
+    original = _WATCH_LIMIT.read_text()
+    _WATCH_LIMIT.write_text("8\n")
+    try:
+        h = Harness(
+            docs, tmp_path / "index.db", embedder, tmp_path, debounce=0.1, poll_interval=0.2
+        ).start()
+    finally:
+        _WATCH_LIMIT.write_text(original)
+    try:
+        assert h.watcher.backend == "polling"
+        notices = [e.message or "" for e in h.events if e.kind == "notice"]
+        assert any("max_user_watches" in n and "polling" in n for n in notices), notices
+        since = h.mark()
+        deep = docs / "tree" / "branch-29" / "wren.md"
+        write_paragraphs(deep, "wren")
+        h.settle()
+        assert h.file_statuses(deep, since) == ["added"]
+    finally:
+        h.stop()
+
+
+def test_stop_is_prompt_and_a_missing_folder_is_a_clear_error(tmp_path, docs, embedder) -> None:
+    h = Harness(docs, tmp_path / "index.db", embedder, tmp_path, debounce=0.1).start()
+    h.settle()
+    started = time.monotonic()
+    h.stop()
+    assert time.monotonic() - started < 10
+    assert h.events[-1].kind == "stopped"
+
+    from localrag.errors import ConfigError
+
+    missing = Harness(tmp_path / "nope", tmp_path / "other.db", embedder, tmp_path)
+    with pytest.raises(ConfigError, match="not a folder"):
+        missing.start()
