@@ -47,6 +47,16 @@ embedder_option = click.option(
     help=f"Embedder name under models/embedders, or a folder (default: {config.DEFAULT_EMBEDDER}).",
 )
 
+max_file_size_option = click.option(
+    "--max-file-size", type=float, default=None, help="Skip files larger than this many MB."
+)
+chunk_tokens_option = click.option(
+    "--chunk-tokens", type=int, default=None, help="Passage size in embedder tokens."
+)
+ignore_option = click.option(
+    "--ignore", multiple=True, help="Extra gitignore-style pattern to skip (repeatable)."
+)
+
 
 @click.group(cls=_Group)
 @click.version_option(package_name="localrag")
@@ -93,17 +103,15 @@ def _tilde(path: str) -> str:
 @click.argument("paths", nargs=-1, type=click.Path(path_type=Path))
 @db_option
 @embedder_option
-@click.option(
-    "--max-file-size", type=float, default=None, help="Skip files larger than this many MB."
-)
-@click.option("--chunk-tokens", type=int, default=None, help="Passage size in embedder tokens.")
+@max_file_size_option
+@chunk_tokens_option
 @click.option(
     "--embed-batch",
     type=click.IntRange(1, 4096),
     default=None,
     help="New chunks embedded together (default 256); smaller commits files sooner.",
 )
-@click.option("--ignore", multiple=True, help="Extra gitignore-style pattern to skip (repeatable).")
+@ignore_option
 @click.option(
     "--reembed", is_flag=True, help="Drop all vectors and re-embed everything (new model)."
 )
@@ -206,11 +214,9 @@ def index(
     show_default=True,
     help="Seconds a file must be quiet before it is indexed.",
 )
-@click.option(
-    "--max-file-size", type=float, default=None, help="Skip files larger than this many MB."
-)
-@click.option("--chunk-tokens", type=int, default=None, help="Passage size in embedder tokens.")
-@click.option("--ignore", multiple=True, help="Extra gitignore-style pattern to skip (repeatable).")
+@max_file_size_option
+@chunk_tokens_option
+@ignore_option
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per event on stdout.")
 @click.option("-q", "--quiet", is_flag=True, help="Only notices and errors, no per-file lines.")
 def watch(

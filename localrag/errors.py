@@ -29,3 +29,11 @@ class ModelMismatchError(LocalragError):
 
 class StoreError(LocalragError):
     """The database cannot be opened or is not a localrag index."""
+
+
+class VectorsGone(StoreError):
+    """Vectors the indexer meant to reuse were collected meanwhile (by another process)."""
+
+    def __init__(self, text_hashes: list[str]) -> None:
+        super().__init__(f"{len(text_hashes)} reused passage vectors were removed meanwhile")
+        self.text_hashes = text_hashes

@@ -23,7 +23,7 @@ import numpy as np
 from localrag.chunking import chunk_document
 from localrag.config import IndexSettings
 from localrag.embedder import Embedder
-from localrag.errors import ConfigError, ParseError, SkipFile
+from localrag.errors import ConfigError, ParseError, SkipFile, VectorsGone
 from localrag.parsers import parse_file
 from localrag.store import DocumentRow, PendingDocument, Root, Store
 from localrag.walker import IGNORE_FILES, FileEntry, RootFilter, WalkProblem
@@ -432,12 +432,21 @@ class Indexer:
             report.chunks_embedded += len(hashes)
             self.on_event(IndexEvent("embedded", chunks_embedded=report.chunks_embedded))
         for pending, status in batch.documents:
-            self.store.replace_document(pending, vectors)
+            try:
+                self.store.replace_document(pending, vectors)
+            except VectorsGone as exc:
+                chunks = pending.chunks
+                texts = dict(zip(pending.text_hashes, (c.embed_text for c in chunks), strict=True))
+                redone = self.embedder.embed_passages([texts[h] for h in exc.text_hashes])
+                vectors.update(zip(exc.text_hashes, redone, strict=True))
+                report.chunks_embedded += len(exc.text_hashes)
+                self.store.replace_document(pending, vectors)
             if status == "added":
                 report.added += 1
             else:
                 report.updated += 1
-            self._file_done(pending.path, status, f"{len(pending.chunks)} chunks")
+            count = len(pending.chunks)
+            self._file_done(pending.path, status, f"{count} chunk{'s' if count != 1 else ''}")
         batch.texts.clear()
         batch.documents.clear()
 

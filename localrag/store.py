@@ -25,7 +25,7 @@ import sqlean as sqlite3  # stdlib sqlite3 often cannot load extensions (DESIGN.
 import sqlite_vec
 
 from localrag.documents import Chunk
-from localrag.errors import ModelMismatchError, StoreError
+from localrag.errors import ModelMismatchError, StoreError, VectorsGone
 
 if TYPE_CHECKING:  # sqlean mirrors the stdlib API; type-check against the stdlib's stubs
     from sqlite3 import Connection
@@ -465,16 +465,22 @@ class Store:
         self, db: Connection, text_hashes: Sequence[str], new_vectors: dict[str, np.ndarray]
     ) -> dict[str, int]:
         ids: dict[str, int] = {}
-        for text_hash in dict.fromkeys(text_hashes):
+        wanted = list(dict.fromkeys(text_hashes))
+        for text_hash in wanted:
             row = db.execute(
                 "SELECT id FROM embeddings WHERE text_hash = ?", (text_hash,)
             ).fetchone()
             if row:
                 ids[text_hash] = row[0]
+        # Reused vectors can vanish between the check and this transaction when another
+        # process (a watcher, an index run) collects garbage: the caller embeds and retries.
+        gone = [h for h in wanted if h not in ids and h not in new_vectors]
+        if gone:
+            raise VectorsGone(gone)
+        for text_hash in wanted:
+            if text_hash in ids:
                 continue
-            vector = new_vectors.get(text_hash)
-            if vector is None:
-                raise StoreError(f"no vector for passage {text_hash[:12]} (indexer bug)")
+            vector = new_vectors[text_hash]
             blob = _vector_blob(vector)
             cur = db.execute(
                 "INSERT INTO embeddings(text_hash, vector) VALUES (?, ?)", (text_hash, blob)

@@ -14,6 +14,7 @@ the TUI can forward to its own thread.
 from __future__ import annotations
 
 import errno
+import logging
 import os
 import sys
 import threading
@@ -24,7 +25,19 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from watchdog.events import FileSystemEvent, FileSystemEventHandler
+from watchdog.events import (
+    DirCreatedEvent,
+    DirDeletedEvent,
+    DirMovedEvent,
+    FileAttribEvent,
+    FileClosedEvent,
+    FileCreatedEvent,
+    FileDeletedEvent,
+    FileModifiedEvent,
+    FileMovedEvent,
+    FileSystemEvent,
+    FileSystemEventHandler,
+)
 from watchdog.observers import Observer
 from watchdog.observers.polling import PollingObserver
 
@@ -40,8 +53,21 @@ if TYPE_CHECKING:
     from watchdog.observers.api import BaseObserver
 
 # Event types that can change what a file holds or where it is. "opened" and
-# "closed_no_write" are left out: the indexer's own reads cause them.
+# "closed_no_write" are left out: the indexer's own reads cause them. Passing the filter to
+# watchdog keeps them out of the kernel queue too (inotify's mask), so reading thousands of
+# files can neither flood nor overflow it.
 _RELEVANT = frozenset(("created", "modified", "deleted", "moved", "closed", "attrib"))
+_EVENT_FILTER: list[type[FileSystemEvent]] = [
+    FileCreatedEvent,
+    DirCreatedEvent,
+    FileModifiedEvent,
+    FileAttribEvent,
+    FileMovedEvent,
+    DirMovedEvent,
+    FileDeletedEvent,
+    DirDeletedEvent,
+    FileClosedEvent,
+]
 
 
 @dataclass(frozen=True)
@@ -109,6 +135,8 @@ class Watcher:
         self._batch_started = 0.0
         self._batch_left = 0
         self._last_yield_check = 0.0
+        self._events_lost = threading.Event()
+        self._log_listener = _WatchdogLog(self._on_events_lost, self._on_watchdog_warning)
 
     # -- control ------------------------------------------------------------------------------
 
@@ -165,6 +193,7 @@ class Watcher:
             self._ready.set()
             self._loop(indexer, store)
         finally:
+            _WATCHDOG_LOG.removeHandler(self._log_listener)
             if observer is not None:
                 observer.stop()
                 observer.join(5)
@@ -182,6 +211,13 @@ class Watcher:
             paths = self.queue.take_settled()
             if not paths:
                 continue
+            if self._events_lost.is_set():
+                self._events_lost.clear()
+                self._emit(
+                    "notice",
+                    message="the system dropped file events (inotify queue overflow); "
+                    "re-checking every watched folder",
+                )
             self._batch_started = time.monotonic()
             self._batch_left = len(paths)
             self._emit("batch", paths=len(paths))
@@ -259,6 +295,15 @@ class Watcher:
             if self._wanted(path):
                 self.queue.add(path)
 
+    def _on_watchdog_warning(self, message: str) -> None:
+        self._emit("notice", message=f"file watching: {message}")
+
+    def _on_events_lost(self) -> None:
+        """Observer thread: the kernel dropped events, so only a full re-check is safe."""
+        self._events_lost.set()
+        for root in self.roots:
+            self.queue.add(root)
+
     def _wanted(self, path: str) -> bool:
         if _is_database_file(path, str(self.db_path)):
             return False  # our own writes, when the index lives in a watched folder
@@ -294,9 +339,10 @@ class Watcher:
         warnings.filterwarnings(
             "ignore", message="Callback with id", category=RuntimeWarning, module="watchdog"
         )
+        _WATCHDOG_LOG.addHandler(self._log_listener)
         handler = _Handler(self)
         for root in self.roots:
-            observer.schedule(handler, root, recursive=True)
+            observer.schedule(handler, root, recursive=True, event_filter=_EVENT_FILTER)
         observer.start()
 
     def _fall_back(self, why: str) -> None:
@@ -321,6 +367,27 @@ class _Handler(FileSystemEventHandler):
 
     def dispatch(self, event: FileSystemEvent) -> None:
         self.watcher.record(event)
+
+
+# watchdog logs, rather than reports, what goes wrong in its threads: above all an inotify queue
+# overflow, after which it rebuilds its watches but the events in between are lost.
+_WATCHDOG_LOG = logging.getLogger("watchdog")
+
+
+class _WatchdogLog(logging.Handler):
+    """Turns watchdog's warnings into a full re-check (overflow) or a notice (the rest)."""
+
+    def __init__(self, on_overflow: Callable[[], None], on_warning: Callable[[str], None]) -> None:
+        super().__init__(logging.WARNING)
+        self.on_overflow = on_overflow
+        self.on_warning = on_warning
+
+    def emit(self, record: logging.LogRecord) -> None:
+        message = record.getMessage()
+        if "overflow" in message.lower():
+            self.on_overflow()
+        else:
+            self.on_warning(message)
 
 
 def _within(path: str, folder: str) -> bool:

@@ -14,6 +14,7 @@ from localrag.errors import ConfigError, ModelMismatchError
 from localrag.indexer import Indexer, IndexEvent
 from localrag.retrieval import Retriever
 from localrag.store import Store
+from tests.conftest import CountingEmbedder
 from tests.corpus import make_docx, make_pdf, write_tree
 
 
@@ -399,3 +400,36 @@ def test_update_keeps_documents_of_a_missing_root(tmp_path, store, embedder):
     report, _ = indexer.update([str(root / "notes.md"), str(tmp_path / "outside.md")])
     assert report.problems == [(str(root), "folder is missing; its documents are kept")]
     assert store.stats().indexed == count
+
+
+def test_vectors_collected_by_another_process_meanwhile_are_embedded_again(
+    tmp_path, store, embedder
+):
+    """A watcher and an index run share one database: one may collect the orphaned vectors
+    the other has just decided to reuse. The run re-embeds them instead of failing."""
+    root = tmp_path / "docs"
+    root.mkdir()
+    text = "# Kept\n\nA paragraph whose vector is orphaned and then collected.\n"
+    (root / "a.md").write_text(text)
+    indexer = Indexer(store, embedder)
+    indexer.index([root])
+    (root / "a.md").unlink()
+    indexer.update([str(root / "a.md")])  # deleted; its vector stays until garbage collection
+
+    other = Store.open(tmp_path / "index.db")
+
+    class CollectsWhileEmbedding(CountingEmbedder):
+        def embed_passages(self, texts):  # type: ignore[no-untyped-def]
+            other.collect_garbage()  # the other process, at the worst moment
+            return super().embed_passages(texts)
+
+    racing = Indexer(store, CollectsWhileEmbedding(embedder))
+    (root / "b.md").write_text(text)  # same text: its vector would be reused
+    (root / "c.md").write_text("# New\n\nSomething that needs embedding.\n")
+    report, left = racing.update([str(root / "b.md"), str(root / "c.md")])
+    other.close()
+    assert (report.added, report.failed, left) == (2, 0, [])
+    with Store.open(tmp_path / "fresh.db") as fresh:
+        Indexer(fresh, embedder).index([root])
+        assert snapshot(store) == snapshot(fresh)
+    assert store.fts_search('"orphaned"', 1)

@@ -140,7 +140,7 @@ def test_watch_prints_changes_and_stops_cleanly_on_ctrl_c(tmp_path, models_root)
     proc.wait_for_line("Watching for changes", stderr=True)
     (docs / "swifts.md").write_text("# Swifts\n\nSwifts nest under the eaves every May.\n")
     line = proc.wait_for_line("swifts.md")
-    assert "added" in line and "1 chunks" in line
+    assert "added" in line and "(1 chunk)" in line
     code, err = proc.stop(signal.SIGINT)
     assert code == 0
     assert "Stopped. Everything indexed so far is saved" in err

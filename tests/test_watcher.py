@@ -13,12 +13,14 @@ import shutil
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
 
+from localrag.errors import ConfigError
 from localrag.indexer import Indexer
 from localrag.retrieval import Retriever
 from localrag.store import Store
@@ -109,10 +111,37 @@ def docs(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def harness(tmp_path: Path, docs: Path, embedder: Any) -> Iterator[Harness]:
-    h = Harness(docs, tmp_path / "index.db", embedder, tmp_path, debounce=0.1).start()
-    yield h
-    h.stop()
+def start(tmp_path: Path, docs: Path, embedder: Any) -> Iterator[Callable[..., Harness]]:
+    """Start a watcher over `docs` (options as for Watcher); all are stopped at the end."""
+    started: list[Harness] = []
+
+    def start_one(*, embedder: Any = embedder, db: Path | None = None, **options: Any) -> Harness:
+        options.setdefault("debounce", 0.1)
+        h = Harness(docs, db or tmp_path / "index.db", embedder, tmp_path, **options)
+        started.append(h)
+        return h.start()
+
+    yield start_one
+    for h in started:
+        h.stop()
+
+
+@pytest.fixture
+def harness(start: Callable[..., Harness]) -> Harness:
+    return start()
+
+
+@contextmanager
+def kernel_setting(path: Path, value: str) -> Iterator[None]:
+    """Change a /proc/sys setting for the duration (needs root; skips otherwise)."""
+    if not os.access(path, os.W_OK):
+        pytest.skip(f"changing {path} needs root on Linux")
+    original = path.read_text()
+    path.write_text(value)
+    try:
+        yield
+    finally:
+        path.write_text(original)
 
 
 def write_paragraphs(path: Path, topic: str, count: int = 2) -> None:
@@ -180,48 +209,45 @@ def test_atomic_save_through_a_temp_file_is_one_update(harness: Harness) -> None
     h.assert_matches_fresh_index()
 
 
-def test_renames_and_folder_moves_reuse_vectors(tmp_path, docs, counting_embedder) -> None:
-    h = Harness(docs, tmp_path / "index.db", counting_embedder, tmp_path, debounce=0.1).start()
-    try:
-        write_paragraphs(docs / "field" / "herons.md", "heron", 3)
-        write_paragraphs(docs / "field" / "deep" / "voles.md", "vole", 2)
-        h.settle()
-        embedded = counting_embedder.passages
+def test_renames_and_folder_moves_reuse_vectors(tmp_path, docs, counting_embedder, start) -> None:
+    h = start(embedder=counting_embedder)
+    write_paragraphs(docs / "field" / "herons.md", "heron", 3)
+    write_paragraphs(docs / "field" / "deep" / "voles.md", "vole", 2)
+    h.settle()
+    embedded = counting_embedder.passages
 
-        since = h.mark()
-        (docs / "notes.md").rename(docs / "garden.md")
-        h.settle()
-        assert h.file_statuses(docs / "garden.md", since) == ["moved"]
-        h.assert_matches_fresh_index()
+    since = h.mark()
+    (docs / "notes.md").rename(docs / "garden.md")
+    h.settle()
+    assert h.file_statuses(docs / "garden.md", since) == ["moved"]
+    h.assert_matches_fresh_index()
 
-        since = h.mark()
-        (docs / "field").rename(docs / "survey")  # a folder renamed in place
-        h.settle()
-        assert h.file_statuses(docs / "survey" / "deep" / "voles.md", since) == ["moved"]
-        h.assert_matches_fresh_index()
-        # Only the sentinel's new text was embedded: moved files reuse their vectors.
-        assert counting_embedder.passages - embedded <= 2
+    since = h.mark()
+    (docs / "field").rename(docs / "survey")  # a folder renamed in place
+    h.settle()
+    assert h.file_statuses(docs / "survey" / "deep" / "voles.md", since) == ["moved"]
+    h.assert_matches_fresh_index()
+    # Only the sentinel's new text was embedded: moved files reuse their vectors.
+    assert counting_embedder.passages - embedded <= 2
 
-        outside = tmp_path / "elsewhere"
-        since = h.mark()
-        shutil.move(str(docs / "survey"), str(outside))  # out of the watched folder
-        h.settle()
-        assert h.file_statuses(docs / "survey" / "herons.md", since) == ["deleted"]
-        h.assert_matches_fresh_index()
+    outside = tmp_path / "elsewhere"
+    since = h.mark()
+    shutil.move(str(docs / "survey"), str(outside))  # out of the watched folder
+    h.settle()
+    assert h.file_statuses(docs / "survey" / "herons.md", since) == ["deleted"]
+    h.assert_matches_fresh_index()
 
-        since = h.mark()
-        shutil.move(str(outside), str(docs / "back"))  # and in again
-        h.settle()
-        assert h.file_statuses(docs / "back" / "deep" / "voles.md", since) == ["added"]
-        h.assert_matches_fresh_index()
+    since = h.mark()
+    shutil.move(str(outside), str(docs / "back"))  # and in again
+    h.settle()
+    assert h.file_statuses(docs / "back" / "deep" / "voles.md", since) == ["added"]
+    h.assert_matches_fresh_index()
 
-        since = h.mark()
-        shutil.rmtree(docs / "back")
-        h.settle()
-        assert h.file_statuses(docs / "back" / "herons.md", since) == ["deleted"]
-        h.assert_matches_fresh_index()
-    finally:
-        h.stop()
+    since = h.mark()
+    shutil.rmtree(docs / "back")
+    h.settle()
+    assert h.file_statuses(docs / "back" / "herons.md", since) == ["deleted"]
+    h.assert_matches_fresh_index()
 
 
 def test_burst_of_500_files_each_indexed_once(harness: Harness) -> None:
@@ -284,7 +310,7 @@ class EditsOnFirstEmbed:
         return self.inner.embed_query(text)  # type: ignore[no-any-return]
 
 
-def test_edit_while_the_same_file_is_being_indexed(tmp_path, docs, embedder) -> None:
+def test_edit_while_the_same_file_is_being_indexed(docs, embedder, start) -> None:
     report = docs / "report.md"
 
     def append() -> None:
@@ -292,41 +318,35 @@ def test_edit_while_the_same_file_is_being_indexed(tmp_path, docs, embedder) -> 
             fh.write("\n## Addendum\n\nThe addendum mentions cormorants on the pier.\n")
 
     editing = EditsOnFirstEmbed(embedder)
-    h = Harness(docs, tmp_path / "index.db", editing, tmp_path, debounce=0.1).start()
-    try:
-        h.settle()
-        editing.action = append  # armed only now, after the start-up pass
-        since = h.mark()
-        write_paragraphs(report, "kingfisher", 60)  # several chunks: one embedding call > 5
-        h.settle()
-        assert editing.action is None, "the edit did not happen during indexing"
-        # Indexed as it was when read, then again once the edit settled.
-        assert h.file_statuses(report, since) == ["added", "updated"]
-        with Store.open(h.db) as store:
-            assert store.fts_search('"cormorants"', 1)
-        h.assert_matches_fresh_index()
-    finally:
-        h.stop()
+    h = start(embedder=editing)
+    h.settle()
+    editing.action = append  # armed only now, after the start-up pass
+    since = h.mark()
+    write_paragraphs(report, "kingfisher", 60)  # several chunks: one embedding call > 5
+    h.settle()
+    assert editing.action is None, "the edit did not happen during indexing"
+    # Indexed as it was when read, then again once the edit settled.
+    assert h.file_statuses(report, since) == ["added", "updated"]
+    with Store.open(h.db) as store:
+        assert store.fts_search('"cormorants"', 1)
+    h.assert_matches_fresh_index()
 
 
 # -- what is never indexed --------------------------------------------------------------------
 
 
-def test_database_inside_the_watched_folder_is_never_indexed(tmp_path, docs, embedder) -> None:
-    h = Harness(docs, docs / "index.db", embedder, tmp_path, debounce=0.1).start()
-    try:
-        write_paragraphs(docs / "owls.md", "owl")
-        h.settle()  # our own commits write index.db and its WAL; they must not feed back
-        h.settle()
-        with Store.open(h.db) as store:
-            paths = [d for d in store.documents_in_root(store.roots()[0].id)]
-        assert not [p for p in paths if "index.db" in p]
-        batches = sum(1 for e in h.events if e.kind == "batch")
-        assert h.watcher.wait_idle(1)
-        assert sum(1 for e in h.events if e.kind == "batch") == batches  # no feedback loop
-        h.assert_matches_fresh_index()
-    finally:
-        h.stop()
+def test_database_inside_the_watched_folder_is_never_indexed(docs, start) -> None:
+    h = start(db=docs / "index.db")
+    write_paragraphs(docs / "owls.md", "owl")
+    h.settle()  # our own commits write index.db and its WAL; they must not feed back
+    h.settle()
+    with Store.open(h.db) as store:
+        paths = [d for d in store.documents_in_root(store.roots()[0].id)]
+    assert not [p for p in paths if "index.db" in p]
+    batches = sum(1 for e in h.events if e.kind == "batch")
+    assert h.watcher.wait_idle(1)
+    assert sum(1 for e in h.events if e.kind == "batch") == batches  # no feedback loop
+    h.assert_matches_fresh_index()
 
 
 def test_ignore_rules_apply_and_changing_them_rescans(harness: Harness) -> None:
@@ -359,7 +379,9 @@ def test_ignore_rules_apply_and_changing_them_rescans(harness: Harness) -> None:
 # -- starting, stopping, readers --------------------------------------------------------------
 
 
-def test_changes_made_while_not_watching_are_caught_up_on_start(tmp_path, docs, embedder) -> None:
+def test_changes_made_while_not_watching_are_caught_up_on_start(
+    tmp_path, docs, embedder, start
+) -> None:
     db = tmp_path / "index.db"
     with Store.open(db) as store:
         Indexer(store, embedder).index([docs])
@@ -369,21 +391,17 @@ def test_changes_made_while_not_watching_are_caught_up_on_start(tmp_path, docs, 
     with (docs / "code" / "exporter.py").open("a") as fh:
         fh.write("\n\ndef total_with_tax(amount):\n    return amount * 1.2\n")
 
-    h = Harness(docs, db, embedder, tmp_path, debounce=0.1)
-    h.start()  # returns after the catch-up pass
-    try:
-        reconciled = h.wait_for(lambda e: e.kind == "reconciled").report
-        assert reconciled is not None
-        assert (reconciled.added, reconciled.updated, reconciled.moved, reconciled.deleted) == (
-            1,
-            1,
-            1,
-            1,
-        )
-        h.settle()
-        h.assert_matches_fresh_index()
-    finally:
-        h.stop()
+    h = start()  # returns after the catch-up pass
+    reconciled = h.wait_for(lambda e: e.kind == "reconciled").report
+    assert reconciled is not None
+    assert (reconciled.added, reconciled.updated, reconciled.moved, reconciled.deleted) == (
+        1,
+        1,
+        1,
+        1,
+    )
+    h.settle()
+    h.assert_matches_fresh_index()
 
 
 def test_readers_see_whole_files_while_the_watcher_writes(harness: Harness) -> None:
@@ -434,100 +452,75 @@ def test_readers_see_whole_files_while_the_watcher_writes(harness: Harness) -> N
     assert reads > 0
 
 
-def test_large_burst_does_not_hold_back_a_small_edit(tmp_path, docs, embedder) -> None:
-    h = Harness(
-        docs,
-        tmp_path / "index.db",
-        embedder,
-        tmp_path,
-        debounce=0.1,
-        yield_after=0.2,
-        embed_batch=8,
-    ).start()
-    try:
-        h.settle()
-        since = h.mark()
-        burst = [docs / "import" / f"minutes-{i:02}.md" for i in range(30)]
-        for i, path in enumerate(burst):
-            write_paragraphs(path, f"meeting{i}", 30)  # ~4 chunks each: seconds of work
-        # Once the burst is being indexed, save one small file.
-        h.wait_for(lambda e: e.kind == "index" and e.index.kind == "file", since)
-        small = docs / "todo.md"
-        small.write_text("# To do\n\nCall the plumber about the boiler.\n")
-        h.settle()
-        order = [
-            e.index.path for e in h.events[since:] if e.index is not None and e.index.kind == "file"
-        ]
-        burst_done = [order.index(str(p)) for p in burst]
-        assert order.index(str(small)) < max(burst_done), "the edit waited for the whole burst"
-        assert any(e.queue_depth > 10 for e in h.events[since:])  # the depth was visible
-        h.assert_matches_fresh_index()
-    finally:
-        h.stop()
+def test_large_burst_does_not_hold_back_a_small_edit(docs, start) -> None:
+    h = start(yield_after=0.2, embed_batch=8)
+    h.settle()
+    since = h.mark()
+    burst = [docs / "import" / f"minutes-{i:02}.md" for i in range(30)]
+    for i, path in enumerate(burst):
+        write_paragraphs(path, f"meeting{i}", 30)  # ~4 chunks each: seconds of work
+    # Once the burst is being indexed, save one small file.
+    h.wait_for(lambda e: e.kind == "index" and e.index.kind == "file", since)
+    small = docs / "todo.md"
+    small.write_text("# To do\n\nCall the plumber about the boiler.\n")
+    h.settle()
+    order = [
+        e.index.path for e in h.events[since:] if e.index is not None and e.index.kind == "file"
+    ]
+    burst_done = [order.index(str(p)) for p in burst]
+    assert order.index(str(small)) < max(burst_done), "the edit waited for the whole burst"
+    assert any(e.queue_depth > 10 for e in h.events[since:])  # the depth was visible
+    h.assert_matches_fresh_index()
 
 
-def test_polling_mode_follows_changes(tmp_path, docs, embedder) -> None:
-    h = Harness(
-        docs,
-        tmp_path / "index.db",
-        embedder,
-        tmp_path,
-        debounce=0.1,
-        polling=True,
-        poll_interval=0.2,
-    ).start()
-    try:
-        assert h.watcher.backend == "polling"
-        since = h.mark()
-        write_paragraphs(docs / "deep" / "er" / "moles.md", "mole")
-        (docs / "recipes" / "lentil-soup.txt").unlink()
-        h.settle()
-        assert h.file_statuses(docs / "deep" / "er" / "moles.md", since) == ["added"]
-        assert h.file_statuses(docs / "recipes" / "lentil-soup.txt", since) == ["deleted"]
-        h.assert_matches_fresh_index()
-    finally:
-        h.stop()
+def test_polling_mode_follows_changes(docs, start) -> None:
+    h = start(polling=True, poll_interval=0.2)
+    assert h.watcher.backend == "polling"
+    since = h.mark()
+    write_paragraphs(docs / "deep" / "er" / "moles.md", "mole")
+    (docs / "recipes" / "lentil-soup.txt").unlink()
+    h.settle()
+    assert h.file_statuses(docs / "deep" / "er" / "moles.md", since) == ["added"]
+    assert h.file_statuses(docs / "recipes" / "lentil-soup.txt", since) == ["deleted"]
+    h.assert_matches_fresh_index()
 
 
-_WATCH_LIMIT = Path("/proc/sys/fs/inotify/max_user_watches")
-
-
-def test_inotify_watch_limit_falls_back_to_polling(tmp_path, docs, embedder) -> None:
-    """Exhaust the real limit: lower it below the number of folders (needs root)."""
-    if not os.access(_WATCH_LIMIT, os.W_OK):
-        pytest.skip("changing fs.inotify.max_user_watches needs root on Linux")
+def test_inotify_watch_limit_falls_back_to_polling(docs, start) -> None:
+    """Exhaust the real limit: lower it below the number of folders."""
     for i in range(30):
         (docs / "tree" / f"branch-{i:02}").mkdir(parents=True)
-    original = _WATCH_LIMIT.read_text()
-    _WATCH_LIMIT.write_text("8\n")
-    try:
-        h = Harness(
-            docs, tmp_path / "index.db", embedder, tmp_path, debounce=0.1, poll_interval=0.2
-        ).start()
-    finally:
-        _WATCH_LIMIT.write_text(original)
-    try:
-        assert h.watcher.backend == "polling"
-        notices = [e.message or "" for e in h.events if e.kind == "notice"]
-        assert any("max_user_watches" in n and "polling" in n for n in notices), notices
-        since = h.mark()
-        deep = docs / "tree" / "branch-29" / "wren.md"
-        write_paragraphs(deep, "wren")
-        h.settle()
-        assert h.file_statuses(deep, since) == ["added"]
-    finally:
-        h.stop()
+    with kernel_setting(Path("/proc/sys/fs/inotify/max_user_watches"), "8\n"):
+        h = start(poll_interval=0.2)
+    assert h.watcher.backend == "polling"
+    notices = [e.message or "" for e in h.events if e.kind == "notice"]
+    assert any("max_user_watches" in n and "polling" in n for n in notices), notices
+    since = h.mark()
+    deep = docs / "tree" / "branch-29" / "wren.md"
+    write_paragraphs(deep, "wren")
+    h.settle()
+    assert h.file_statuses(deep, since) == ["added"]
 
 
-def test_stop_is_prompt_and_a_missing_folder_is_a_clear_error(tmp_path, docs, embedder) -> None:
-    h = Harness(docs, tmp_path / "index.db", embedder, tmp_path, debounce=0.1).start()
+def test_events_dropped_by_the_kernel_trigger_a_full_recheck(docs, start) -> None:
+    """A real inotify queue overflow: the kernel queue shrunk to 16 events, then 300 files."""
+    # Read when the watcher's inotify instance is created.
+    with kernel_setting(Path("/proc/sys/fs/inotify/max_queued_events"), "16\n"):
+        h = start()
+    for i in range(300):
+        (docs / "flood" / f"f{i // 100}").mkdir(parents=True, exist_ok=True)
+        (docs / "flood" / f"f{i // 100}" / f"card-{i:03}.txt").write_text(f"Card {i}.\n")
+    h.wait_for(lambda e: e.kind == "notice" and "overflow" in (e.message or ""))
+    h.settle()
+    h.assert_matches_fresh_index()
+
+
+def test_stop_is_prompt_and_a_missing_folder_is_a_clear_error(tmp_path, embedder, start) -> None:
+    h = start()
     h.settle()
     started = time.monotonic()
     h.stop()
     assert time.monotonic() - started < 10
     assert h.events[-1].kind == "stopped"
-
-    from localrag.errors import ConfigError
 
     missing = Harness(tmp_path / "nope", tmp_path / "other.db", embedder, tmp_path)
     with pytest.raises(ConfigError, match="not a folder"):
