@@ -97,7 +97,9 @@ class Watcher:
 
     `run()` blocks until `stop()`; `start()` runs it in a background thread (for the TUI).
     The folders are added to the index like `localrag index` does; with none, every folder the
-    index already knows is watched.
+    index already knows is watched. `on_event` is called from the worker thread (and, for a
+    warning from watchdog, from its observer thread): a UI should hand events to its own
+    thread, as Textual's `call_from_thread` does.
     """
 
     def __init__(

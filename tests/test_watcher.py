@@ -103,6 +103,10 @@ def file_event(event: WatchEvent, path: Path) -> str | None:
     return None
 
 
+def indexed_a_file(event: WatchEvent) -> bool:
+    return event.kind == "index" and event.index is not None and event.index.kind == "file"
+
+
 @pytest.fixture
 def docs(tmp_path: Path) -> Path:
     folder = tmp_path / "docs"
@@ -460,7 +464,7 @@ def test_large_burst_does_not_hold_back_a_small_edit(docs, start) -> None:
     for i, path in enumerate(burst):
         write_paragraphs(path, f"meeting{i}", 30)  # ~4 chunks each: seconds of work
     # Once the burst is being indexed, save one small file.
-    h.wait_for(lambda e: e.kind == "index" and e.index.kind == "file", since)
+    h.wait_for(indexed_a_file, since)
     small = docs / "todo.md"
     small.write_text("# To do\n\nCall the plumber about the boiler.\n")
     h.settle()
@@ -514,7 +518,7 @@ def test_events_dropped_by_the_kernel_trigger_a_full_recheck(docs, start) -> Non
     h.assert_matches_fresh_index()
 
 
-def test_stop_is_prompt_and_a_missing_folder_is_a_clear_error(tmp_path, embedder, start) -> None:
+def test_stop_when_idle_and_a_missing_folder_is_a_clear_error(tmp_path, embedder, start) -> None:
     h = start()
     h.settle()
     started = time.monotonic()
@@ -525,3 +529,25 @@ def test_stop_is_prompt_and_a_missing_folder_is_a_clear_error(tmp_path, embedder
     missing = Harness(tmp_path / "nope", tmp_path / "other.db", embedder, tmp_path)
     with pytest.raises(ConfigError, match="not a folder"):
         missing.start()
+
+
+def test_stop_during_a_burst_is_prompt_and_the_next_start_finishes(docs, start) -> None:
+    h = start(embed_batch=8)
+    since = h.mark()
+    for i in range(30):
+        write_paragraphs(docs / "archive" / f"letter-{i:02}.md", f"letter{i}", 30)
+    h.wait_for(indexed_a_file, since)
+    started = time.monotonic()
+    h.stop()
+    assert time.monotonic() - started < 10  # one small embedding batch at most
+    assert h.events[-1].kind == "stopped"
+    with Store.open(h.db, create=False) as store:
+        assert store.integrity_check() == "ok"
+        done = sum(1 for p in store.documents_in_root(store.roots()[0].id) if "letter-" in p)
+    assert 0 < done < 30  # stopped part-way, with whole files only
+
+    again = start()
+    reconciled = again.wait_for(lambda e: e.kind == "reconciled").report
+    assert reconciled is not None and reconciled.added == 30 - done
+    again.settle()
+    again.assert_matches_fresh_index()
