@@ -64,10 +64,10 @@ class WatchView:
                 self._progress.stop()
                 self._progress = None
             r = event.report
+            files = f"{r.files_seen} file{'s' if r.files_seen != 1 else ''}"
             self.err.print(
-                f"Up to date: {r.files_seen} files ({r.added} added, {r.updated} updated, "
-                f"{r.moved} moved, {r.deleted} deleted while not watching) "
-                f"in {r.seconds:.1f}s."
+                f"Up to date in {r.seconds:.1f}s: {files}; since the last run {r.added} added, "
+                f"{r.updated} updated, {r.moved} moved, {r.deleted} deleted."
             )
         elif kind == "watching":
             self.err.print(f"Watching for changes ({event.message}). Ctrl-C to stop.")
