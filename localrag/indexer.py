@@ -26,7 +26,7 @@ from localrag.embedder import Embedder
 from localrag.errors import ConfigError, ParseError, SkipFile, VectorsGone
 from localrag.parsers import parse_file
 from localrag.store import DocumentRow, PendingDocument, Root, Store
-from localrag.walker import IGNORE_FILES, FileEntry, RootFilter, WalkProblem
+from localrag.walker import IGNORE_FILES, FileEntry, RootFilter, WalkProblem, is_within
 
 # How many files are read and parsed ahead of the embedder, in a helper thread.
 _PREFETCH = 8
@@ -207,7 +207,7 @@ class Indexer:
         grouped: dict[int, dict[str, None]] = {}  # an ordered set per root
         for path in paths:
             path = os.path.abspath(path)
-            root = next((r for r in roots if _is_within(path, r.path)), None)
+            root = next((r for r in roots if is_within(path, r.path)), None)
             if root is None:
                 continue
             if os.path.basename(path) in IGNORE_FILES:
@@ -490,7 +490,3 @@ def _prefetch(
 
 def _megabytes(size: int) -> str:
     return f"{size / 1_000_000:.1f} MB"
-
-
-def _is_within(path: str, folder: str) -> bool:
-    return path == folder or path.startswith(folder.rstrip(os.sep) + os.sep)

@@ -26,6 +26,7 @@ import sqlite_vec
 
 from localrag.documents import Chunk
 from localrag.errors import ModelMismatchError, StoreError, VectorsGone
+from localrag.walker import is_within
 
 if TYPE_CHECKING:  # sqlean mirrors the stdlib API; type-check against the stdlib's stubs
     from sqlite3 import Connection
@@ -307,13 +308,13 @@ class Store:
     def add_root(self, path: str) -> Root:
         """Register a folder. Nested roots are folded together so no file belongs to two."""
         for root in self.roots():
-            if _is_within(path, root.path):
+            if is_within(path, root.path):
                 return root
         with self.transaction() as db:
             cur = db.execute("INSERT INTO roots(path, added_at) VALUES (?, ?)", (path, time.time()))
             new = Root(int(cur.lastrowid or 0), path)
             for old_id, old_path in db.execute("SELECT id, path FROM roots").fetchall():
-                if old_id != new.id and _is_within(old_path, path):
+                if old_id != new.id and is_within(old_path, path):
                     db.execute(
                         "UPDATE documents SET root_id = ? WHERE root_id = ?", (new.id, old_id)
                     )
@@ -665,7 +666,3 @@ def _path_args(path_filter: str) -> list[str]:
     if _GLOB_CHARS & set(path_filter):
         return [path_filter if path_filter.startswith("*") else "*" + path_filter]
     return [path_filter]
-
-
-def _is_within(path: str, folder: str) -> bool:
-    return path == folder or path.startswith(folder.rstrip(os.sep) + os.sep)

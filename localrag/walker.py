@@ -94,7 +94,7 @@ class RootFilter:
         extra_ignore: Iterable[str] = (),
     ) -> None:
         self.root = os.path.abspath(root)
-        self._excluded = {os.path.abspath(p) for p in exclude_paths}
+        self._excluded = {name for p in exclude_paths for name in database_files(p)}
         extra = list(extra_ignore)
         self._base = [_Rules(self.root, pathspec.GitIgnoreSpec.from_lines(extra))] if extra else []
         self._own_rules: dict[str, list[_Rules]] = {}
@@ -190,7 +190,7 @@ class RootFilter:
         stat_of: Callable[[], os.stat_result],
     ) -> FileEntry | WalkProblem | str | None:
         """One directory entry: a file to index, a problem, "folder" to descend, or None."""
-        if name.startswith(".") or path in self._excluded or _is_sidecar(path, self._excluded):
+        if name.startswith(".") or path in self._excluded:
             return None
         try:
             st = stat_of()  # follows symlinks
@@ -228,11 +228,21 @@ def is_excluded_name(path: str, root: str) -> bool:
     return rel[-1].startswith(".") and rel[-1] not in IGNORE_FILES
 
 
-def _is_sidecar(path: str, excluded: set[str]) -> bool:
-    for suffix in ("-wal", "-shm", "-journal"):
-        if path.endswith(suffix) and path[: -len(suffix)] in excluded:
-            return True
-    return False
+def database_files(db_path: Path | str) -> frozenset[str]:
+    """The index database and its WAL, shared-memory and journal files: never to be indexed.
+
+    Both the path as given (made absolute) and as resolved through symlinks, so a match does
+    not depend on how the database or the watched folder was named.
+    """
+    names: set[str] = set()
+    for base in (os.path.abspath(db_path), os.path.realpath(db_path)):
+        names.update(base + suffix for suffix in ("", "-wal", "-shm", "-journal"))
+    return frozenset(names)
+
+
+def is_within(path: str, folder: str) -> bool:
+    """`path` is `folder` or below it (plain string test: both absolute, same spelling)."""
+    return path == folder or path.startswith(folder.rstrip(os.sep) + os.sep)
 
 
 def _link_reason(exc: OSError) -> str:

@@ -47,7 +47,7 @@ from localrag.embedder import Embedder
 from localrag.errors import ConfigError
 from localrag.indexer import Indexer, IndexEvent, IndexReport
 from localrag.store import Store
-from localrag.walker import is_excluded_name
+from localrag.walker import database_files, is_excluded_name, is_within
 
 if TYPE_CHECKING:
     from watchdog.observers.api import BaseObserver
@@ -118,6 +118,7 @@ class Watcher:
         embed_batch: int = 64,
     ) -> None:
         self.db_path = Path(db_path)
+        self._database_files = database_files(self.db_path)
         self.folders = [Path(f).expanduser().resolve() for f in folders]
         self.embedder = embedder
         # Smaller embedding batches than a full index: a batch is what a new edit may wait for.
@@ -279,7 +280,7 @@ class Watcher:
         roots = [r.path for r in store.roots()]
         if self.folders:
             # Only the roots holding the folders asked for (add_root may fold into a parent).
-            roots = [r for r in roots if any(_within(str(f), r) for f in self.folders)]
+            roots = [r for r in roots if any(is_within(str(f), r) for f in self.folders)]
         if not roots:
             raise ConfigError("nothing to watch: give a folder, e.g. `localrag watch ~/Documents`")
         return roots
@@ -307,9 +308,9 @@ class Watcher:
             self.queue.add(root)
 
     def _wanted(self, path: str) -> bool:
-        if _is_database_file(path, str(self.db_path)):
+        if path in self._database_files:
             return False  # our own writes, when the index lives in a watched folder
-        root = next((r for r in self.roots if _within(path, r)), None)
+        root = next((r for r in self.roots if is_within(path, r)), None)
         if root is None:
             return False
         return path == root or not is_excluded_name(path, root)
@@ -390,14 +391,6 @@ class _WatchdogLog(logging.Handler):
             self.on_overflow()
         else:
             self.on_warning(message)
-
-
-def _within(path: str, folder: str) -> bool:
-    return path == folder or path.startswith(folder.rstrip(os.sep) + os.sep)
-
-
-def _is_database_file(path: str, db_path: str) -> bool:
-    return path == db_path or path in (db_path + "-wal", db_path + "-shm", db_path + "-journal")
 
 
 def _backend_name(observer: BaseObserver) -> str:

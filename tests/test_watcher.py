@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from watchdog.events import FileModifiedEvent
 
 from localrag.errors import ConfigError
 from localrag.indexer import Indexer
@@ -551,3 +552,17 @@ def test_stop_during_a_burst_is_prompt_and_the_next_start_finishes(docs, start) 
     assert reconciled is not None and reconciled.added == 30 - done
     again.settle()
     again.assert_matches_fresh_index()
+
+
+def test_database_given_as_a_relative_path_is_still_recognised(
+    docs, start, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Events name absolute paths; `--db index.db` run from inside the folder must match."""
+    monkeypatch.chdir(docs)
+    h = start(db=Path("index.db"))
+    h.settle()
+    h.watcher.record(FileModifiedEvent(str(docs / "index.db-wal")))
+    h.watcher.record(FileModifiedEvent(str(docs / "index.db")))
+    assert len(h.watcher.queue) == 0  # our own writes are not work
+    h.watcher.record(FileModifiedEvent(str(docs / "notes.md")))
+    assert len(h.watcher.queue) == 1
