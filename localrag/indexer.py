@@ -167,7 +167,8 @@ class Indexer:
         started = time.perf_counter()
         report = IndexReport()
         left: list[str] = []
-        for root, targets in self._targets_by_root(paths, report):
+        by_root = self._targets_by_root(paths, report)
+        for number, (root, targets) in enumerate(by_root):
             rules = self._filter(root)
             entries: dict[str, FileEntry] = {}
             problem_paths: set[str] = set()
@@ -185,7 +186,8 @@ class Indexer:
             left += self._index_root(
                 root, list(entries.values()), problem_paths, stored, report, interrupt
             )
-            if left:
+            if left:  # interrupted: the other roots' paths wait too
+                left += [path for _, later in by_root[number + 1 :] for path in later]
                 break
         report.seconds = time.perf_counter() - started
         return report, left

@@ -433,3 +433,22 @@ def test_vectors_collected_by_another_process_meanwhile_are_embedded_again(
         Indexer(fresh, embedder).index([root])
         assert snapshot(store) == snapshot(fresh)
     assert store.fts_search('"orphaned"', 1)
+
+
+def test_update_interrupted_in_one_root_returns_the_other_roots_paths(tmp_path, store, embedder):
+    first, second = tmp_path / "a", tmp_path / "b"
+    first.mkdir()
+    second.mkdir()
+    indexer = Indexer(store, embedder)
+    indexer.index([first, second])
+    paths = []
+    for folder in (first, second):
+        for i in range(3):
+            path = folder / f"note-{i}.md"
+            path.write_text(f"# Note {i}\n\nAbout {folder.name} number {i}.\n")
+            paths.append(str(path))
+    report, left = indexer.update(paths, interrupt=lambda: True)
+    assert report.added == 1
+    assert left == paths[1:]  # nothing dropped, the second root's paths included
+    report, left = indexer.update(left)
+    assert (report.added, left) == (5, [])
