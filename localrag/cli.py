@@ -264,14 +264,14 @@ def watch(
     try:
         watcher.run()
     except KeyboardInterrupt:
-        view.close()
+        view.close()  # before the message, so the status line doesn't overwrite it
         if not as_json:
             err_console.print(
                 "Stopped. Everything indexed so far is saved; changes made while stopped "
                 "are picked up on the next start."
             )
     finally:
-        view.close()
+        view.close()  # any other exit (an error) must not leave the terminal in Live mode
 
 
 def _index_settings(

@@ -170,10 +170,6 @@ class Watcher:
             return False
         return self.queue.wait_idle(max(0.0, deadline - time.monotonic()))
 
-    def wait_ready(self, timeout: float) -> bool:
-        """True once the start-up reconcile is done and live changes are being indexed."""
-        return self._ready.wait(timeout)
-
     @property
     def error(self) -> BaseException | None:
         """What stopped a background watcher, if it failed."""
@@ -349,7 +345,7 @@ class Watcher:
         observer.start()
 
     def _fall_back(self, why: str) -> None:
-        limit = _read_int("/proc/sys/fs/inotify/max_user_watches")
+        limit = _read_setting("/proc/sys/fs/inotify/max_user_watches")
         self._emit(
             "notice",
             message=(
@@ -426,7 +422,7 @@ def _unwatched_folders(roots: Sequence[str]) -> int:
     return max(0, wanted - held)
 
 
-def _read_int(path: str) -> str:
+def _read_setting(path: str) -> str:
     try:
         with open(path) as fh:
             return fh.read().strip()
