@@ -37,3 +37,7 @@ class VectorsGone(StoreError):
     def __init__(self, text_hashes: list[str]) -> None:
         super().__init__(f"{len(text_hashes)} reused passage vectors were removed meanwhile")
         self.text_hashes = text_hashes
+
+
+class ModelError(LocalragError):
+    """A language model is missing, is not a usable GGUF file, or cannot be loaded."""
