@@ -9,8 +9,16 @@ from __future__ import annotations
 
 import os
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
+from typing import Any
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - Python 3.10
+    import tomli as tomllib
+
+from localrag.errors import ConfigError
 
 DEFAULT_MAX_FILE_BYTES = 50 * 1024 * 1024
 DEFAULT_EMBEDDER = "all-MiniLM-L6-v2"
@@ -33,6 +41,45 @@ def _checkout_models_dir() -> Path | None:
     if (root / "pyproject.toml").is_file() and (root / "models").is_dir():
         return root / "models"
     return None
+
+
+def config_path() -> Path:
+    """Optional settings file: `$LOCALRAG_HOME/config.toml` (LOCALRAG_CONFIG overrides)."""
+    env = os.environ.get("LOCALRAG_CONFIG")
+    return Path(env).expanduser() if env else home_dir() / "config.toml"
+
+
+def read_config_section(section: str) -> dict[str, Any]:
+    """One `[section]` of the settings file; empty when the file or the section is absent."""
+    path = config_path()
+    try:
+        with open(path, "rb") as f:
+            data = tomllib.load(f)
+    except FileNotFoundError:
+        return {}
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise ConfigError(f"cannot read settings file {path}: {exc}") from exc
+    value = data.get(section, {})
+    if not isinstance(value, dict):
+        raise ConfigError(f"{path}: [{section}] must be a table of settings")
+    return value
+
+
+def apply_settings(target: Any, values: dict[str, Any], where: str) -> None:
+    """Set dataclass fields from a settings table, refusing unknown keys and wrong types."""
+    known = {f.name: f for f in fields(target)}
+    for key, value in values.items():
+        name = key.replace("-", "_")
+        if name not in known:
+            raise ConfigError(f"{where}: unknown setting {key!r} (known: {', '.join(known)})")
+        current = getattr(target, name)
+        widening = isinstance(current, float) and isinstance(value, int)
+        wrong = not isinstance(value, type(current)) or isinstance(value, bool) != isinstance(
+            current, bool
+        )
+        if current is not None and wrong and not widening:
+            raise ConfigError(f"{where}: {key} should be {type(current).__name__}, got {value!r}")
+        setattr(target, name, value)
 
 
 def models_dir() -> Path:
