@@ -169,7 +169,43 @@ class Stats:
     db_bytes: int
 
 
+@dataclass(frozen=True)
+class DocumentInfo:
+    """A document as a listing shows it: what it is, whether it was indexed, and why not."""
+
+    path: str
+    status: str  # indexed | skipped | error
+    reason: str | None
+    format: str | None  # None for files that were never parsed (skipped or failed)
+    title: str | None
+    size: int
+    chunk_count: int
+
+
+@dataclass(frozen=True)
+class DocumentMatch:
+    """A document with passages matching a full-text query: how many, and the first one."""
+
+    document_id: int
+    path: str
+    passages: int
+    first_chunk_id: int  # the matching chunk earliest in the document
+
+
+@dataclass(frozen=True)
+class DocumentGroup:
+    """Documents of one root, format and status, counted (what an overview is made of)."""
+
+    root: str
+    format: str | None
+    status: str
+    documents: int
+    chunks: int
+    size: int
+
+
 _DOC_COLUMNS = "id, path, root_id, size, mtime_ns, content_hash, status, reason, chunk_count"
+_INFO_COLUMNS = "path, status, reason, format, title, size, chunk_count"
 _HIT_COLUMNS = (
     "c.id, c.document_id, d.path, c.ordinal, c.text, c.heading, c.line_start, c.line_end, "
     "c.page_start, c.page_end, c.char_start, c.char_end, c.embedding_id"
@@ -618,6 +654,66 @@ class Store:
                 hits[row[0]] = ChunkHit(*row)
         return hits
 
+    # -- questions about the collection --------------------------------------------------------
+
+    def documents_matching(self, match: str) -> list[DocumentMatch]:
+        """Every document with a chunk matching an escaped FTS5 query, most matching passages first.
+
+        Not capped: "which files mention X" must count all of them, not the top k passages.
+        """
+        # SQLite fills the bare column c.id from the row that min() picked: the first match.
+        rows = self.db.execute(
+            "SELECT c.document_id, d.path, count(*) AS n, c.id, min(c.ordinal) "
+            "FROM chunks_fts f JOIN chunks c ON c.id = f.rowid "
+            "JOIN documents d ON d.id = c.document_id "
+            "WHERE chunks_fts MATCH ? GROUP BY c.document_id ORDER BY n DESC, d.path",
+            (match,),
+        )
+        return [DocumentMatch(r[0], r[1], r[2], r[3]) for r in rows]
+
+    def documents_under(self, folder: str, limit: int | None = None) -> list[DocumentInfo]:
+        """Documents at or below `folder` (any status), by path; all of them without a limit."""
+        below = _below(folder)
+        rows = self.db.execute(
+            f"SELECT {_INFO_COLUMNS} FROM documents "
+            "WHERE path = ? OR (path >= ? AND path < ?) ORDER BY path LIMIT ?",
+            (folder, below, _after(below), -1 if limit is None else limit),
+        )
+        return [DocumentInfo(*r) for r in rows]
+
+    def child_folders(self, folder: str) -> list[tuple[str, int]]:
+        """(name, documents below it) for each sub-folder of `folder` that holds documents.
+
+        The name "" stands for the documents directly inside `folder`.
+        """
+        below = _below(folder)
+        rows = self.db.execute(
+            "WITH rest AS (SELECT substr(path, ?) AS tail FROM documents "
+            "WHERE path >= ? AND path < ?) "
+            "SELECT CASE WHEN instr(tail, ?) > 0 THEN substr(tail, 1, instr(tail, ?) - 1) "
+            "ELSE '' END AS child, count(*) FROM rest GROUP BY child ORDER BY child",
+            (len(below) + 1, below, _after(below), os.sep, os.sep),
+        )
+        return [(r[0], r[1]) for r in rows]
+
+    def paths_containing(self, fragment: str) -> list[str]:
+        """Document paths containing `fragment`, ignoring ASCII case (SQLite's lower() is ASCII
+        only, so the fragment is lowered the same way); callers check the exact case."""
+        rows = self.db.execute(
+            "SELECT path FROM documents WHERE instr(lower(path), ?) > 0 ORDER BY path",
+            (fold_ascii_case(fragment),),
+        )
+        return [r[0] for r in rows]
+
+    def document_groups(self) -> list[DocumentGroup]:
+        """Document, chunk and byte counts per root, format and status."""
+        rows = self.db.execute(
+            "SELECT r.path, d.format, d.status, count(*), sum(d.chunk_count), sum(d.size) "
+            "FROM documents d JOIN roots r ON r.id = d.root_id "
+            "GROUP BY r.path, d.format, d.status ORDER BY r.path, d.format, d.status"
+        )
+        return [DocumentGroup(*r) for r in rows]
+
     # -- reporting ----------------------------------------------------------------------------
 
     def stats(self) -> Stats:
@@ -666,3 +762,22 @@ def _path_args(path_filter: str) -> list[str]:
     if _GLOB_CHARS & set(path_filter):
         return [path_filter if path_filter.startswith("*") else "*" + path_filter]
     return [path_filter]
+
+
+def _below(folder: str) -> str:
+    """The prefix every path inside `folder` starts with."""
+    return folder.rstrip(os.sep) + os.sep
+
+
+def _after(prefix: str) -> str:
+    """The smallest string above every string starting with `prefix` (which ends with a
+    separator): with `prefix` it bounds a range the path index answers, unlike LIKE."""
+    return prefix[:-1] + chr(ord(prefix[-1]) + 1)
+
+
+_ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
+
+
+def fold_ascii_case(text: str) -> str:
+    """Lower-case A-Z only, as SQLite's lower() does: callers confirm what SQL matched."""
+    return text.translate(_ASCII_LOWER)
