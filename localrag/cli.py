@@ -501,7 +501,11 @@ def eval_retrieval(
 
 @cli.group()
 def models() -> None:
-    """Manage local model files (embedders now; language models later)."""
+    """Manage local models: language models (GGUF files) and embedders.
+
+    Language models live in the models folder, listed in its models.json: get one with
+    `localrag models pull` (online) or `localrag models import FILE.gguf` (any machine).
+    """
 
 
 @models.command(name="import-embedder")
@@ -536,24 +540,230 @@ def import_embedder_cmd(
 
 
 @models.command(name="list")
-def models_list() -> None:
-    """List installed embedders."""
+@click.option("--json", "as_json", is_flag=True, help="Language models and embedders as JSON.")
+def models_list(as_json: bool) -> None:
+    """List language models (* marks the default) and embedders."""
+    from localrag.model_registry import ModelRegistry
+
+    registry = ModelRegistry()
+    entries = registry.entries()
+    default = registry.default_name()
+    embedders = _embedder_infos()
+    if as_json:
+        models_json = [
+            {
+                **e.to_json(),
+                "path": str(registry.path_of(e)),
+                "present": registry.path_of(e).is_file(),
+                "default": e.name == default,
+            }
+            for e in entries
+        ]
+        data = {"models_dir": str(registry.dir), "default": default, "models": models_json}
+        click.echo(json.dumps({**data, "embedders": embedders}, indent=2))
+        return
+    _print_language_models(registry, entries, default)
+    _print_embedders(embedders)
+
+
+def _print_language_models(registry: Any, entries: list[Any], default: str | None) -> None:
+    if not entries:
+        console.print(
+            f"No language models in {_display_path(str(registry.dir))}: run "
+            "`localrag models pull` (online) or `localrag models import FILE.gguf`."
+        )
+        return
+    table = Table(title="Language models")
+    for column in ("", "name", "quant", "size", "context", "source"):
+        table.add_column(column, justify="right" if column in ("size", "context") else "left")
+    for e in entries:
+        present = registry.path_of(e).is_file()
+        table.add_row(
+            "*" if e.name == default else "",
+            e.name if present else f"{e.name} [red](file missing)[/]",
+            e.quantization,
+            _human_bytes(e.size_bytes),
+            str(e.context_length or "?"),
+            _display_source(e.source),
+        )
+    console.print(table)
+
+
+def _embedder_infos() -> list[dict[str, Any]]:
     root = config.embedders_dir()
-    found = sorted(p for p in root.glob("*/localrag-embedder.json")) if root.is_dir() else []
-    if not found:
+    found = sorted(root.glob("*/localrag-embedder.json")) if root.is_dir() else []
+    infos = []
+    for manifest in found:
+        info = json.loads(manifest.read_text())
+        infos.append(
+            {
+                "name": manifest.parent.name,
+                "model": info.get("name", "?"),
+                "dim": info.get("dim"),
+                "source": info.get("source", ""),
+            }
+        )
+    return infos
+
+
+def _print_embedders(embedders: list[dict[str, Any]]) -> None:
+    if not embedders:
+        root = config.embedders_dir()
         console.print(
             f"No embedders in {_display_path(str(root))}: run `localrag models import-embedder`."
         )
         return
-    table = Table()
+    table = Table(title="Embedders")
     for column in ("name", "model", "dims", "source"):
         table.add_column(column)
-    for manifest in found:
-        info = json.loads(manifest.read_text())
-        table.add_row(
-            manifest.parent.name,
-            info.get("name", "?"),
-            str(info.get("dim", "?")),
-            str(info.get("source", "")),
-        )
+    for info in embedders:
+        table.add_row(info["name"], info["model"], str(info["dim"] or "?"), str(info["source"]))
     console.print(table)
+
+
+def _human_bytes(n: int) -> str:
+    for unit, size in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if n >= size:
+            return f"{n / size:.1f} {unit}"
+    return f"{n} B"
+
+
+def _display_source(source: str) -> str:
+    kind, _, rest = source.partition(":")
+    return f"import:{_display_path(rest)}" if kind == "import" and rest else source
+
+
+@contextmanager
+def _transfer_bar(label: str) -> Iterator[Any]:
+    """A byte progress bar on stderr; yields the callback the registry reports to."""
+    from rich.progress import DownloadColumn, TimeRemainingColumn, TransferSpeedColumn
+
+    columns = (TextColumn("{task.description}"), BarColumn(), DownloadColumn())
+    extra = (TransferSpeedColumn(), TimeRemainingColumn())
+    with Progress(*columns, *extra, console=err_console, transient=True) as bar:
+        task = bar.add_task(label, total=None)
+
+        def report(done: int, total: int | None) -> None:
+            bar.update(task, completed=done, total=total)
+
+        yield report
+
+
+@models.command(name="pull")
+@click.argument("name", required=False)
+@click.option("--list", "show_catalog", is_flag=True, help="Show the models known by name.")
+def models_pull(name: str | None, show_catalog: bool) -> None:
+    """Download a language model from Hugging Face (needs network access).
+
+    NAME is a model from `--list` (default: the recommended one) or any GGUF file on Hugging
+    Face as hf:OWNER/REPO/FILE.gguf. Run it again after an interruption to resume. Without
+    network access, copy a .gguf file over and use `localrag models import`.
+    """
+    from localrag.model_registry import CATALOG, RECOMMENDED, ModelRegistry, resolve_pull_spec
+
+    if show_catalog:
+        table = Table()
+        for column in ("name", "repository / file", "about"):
+            table.add_column(column)
+        for m in CATALOG.values():
+            mark = " *" if m.name == RECOMMENDED else ""
+            table.add_row(m.name + mark, f"{m.repo}/{m.file}", m.summary)
+        console.print(table)
+        return
+    target = resolve_pull_spec(name)
+    registry = ModelRegistry()
+    with _transfer_bar(target.file.rsplit("/", 1)[-1]) as report:
+        result = registry.pull(name, progress=report)
+    where = _display_path(str(result.path))
+    if result.already_installed:
+        console.print(f"{result.entry.name} is already installed: {where}")
+        return
+    resumed = f" (resumed after {_human_bytes(result.resumed_from)})" if result.resumed_from else ""
+    console.print(f"Downloaded {result.entry.name} to {where}{resumed}")
+    if result.verified_sha256:
+        console.print(f"sha256 {result.entry.sha256}: matches the published hash")
+    else:
+        console.print(
+            f"[yellow]sha256 {result.entry.sha256}: not checked, the server published no hash[/]"
+        )
+    _say_default(registry, result.entry.name)
+
+
+def _say_default(registry: Any, name: str) -> None:
+    if registry.default_name() == name:
+        console.print(f"{name} is the default model.")
+
+
+@models.command(name="import")
+@click.argument("file", type=click.Path(dir_okay=True, path_type=Path))
+@click.option("--name", default=None, help="Model name (default: from the file name).")
+@click.option(
+    "--symlink", is_flag=True, help="Link to the file instead of copying it (it must stay put)."
+)
+def models_import(file: Path, name: str | None, symlink: bool) -> None:
+    """Install a local GGUF language model (works without network access).
+
+    The file is checked first; it is copied into the models folder, or linked with --symlink.
+    """
+    from localrag.model_registry import ModelRegistry
+
+    registry = ModelRegistry()
+    with _transfer_bar("checking" if symlink else "copying") as report:
+        entry = registry.import_file(
+            file, name=name, mode="symlink" if symlink else "copy", progress=report
+        )
+    how = "linked" if symlink else "copied"
+    console.print(
+        f"Imported {entry.name} ({entry.architecture}, {entry.quantization}, "
+        f"{_human_bytes(entry.size_bytes)}): {how} to {_display_path(str(registry.path_of(entry)))}"
+    )
+    console.print(f"sha256 {entry.sha256}")
+    _say_default(registry, entry.name)
+
+
+@models.command(name="remove")
+@click.argument("name")
+@click.option("--keep-file", is_flag=True, help="Forget the model but leave its file.")
+@click.option("-y", "--yes", is_flag=True, help="Do not ask for confirmation.")
+def models_remove(name: str, keep_file: bool, yes: bool) -> None:
+    """Remove language model NAME and delete its file."""
+    from localrag.model_registry import ModelRegistry
+
+    registry = ModelRegistry()
+    entry = registry.get(name)
+    where = _display_path(str(registry.path_of(entry)))
+    owned = not Path(entry.file).is_absolute()  # files outside the folder are never deleted
+    action = f"and delete {where}" if owned and not keep_file else f"(keeping {where})"
+    if not yes:
+        click.confirm(f"Remove the model {name} {action}?", abort=True)
+    was_default = registry.default_name() == name
+    result = registry.remove(name, delete_file=not keep_file)
+    console.print(f"Removed {name}" + ("; deleted its file." if result.file_deleted else "."))
+    if was_default:
+        console.print(
+            f"The default model is now {result.new_default}."
+            if result.new_default
+            else "No language models are installed now."
+        )
+
+
+@models.command(name="default")
+@click.argument("name", required=False)
+def models_default(name: str | None) -> None:
+    """Show the default language model, or make NAME the default."""
+    from localrag.model_registry import ModelRegistry
+
+    registry = ModelRegistry()
+    if name is not None:
+        registry.set_default(name)
+        console.print(f"{name} is the default model.")
+        return
+    entry = registry.default_entry()
+    if entry is None:
+        names = registry.names()
+        if names:
+            console.print("No default model: choose one of " + ", ".join(names))
+        else:
+            console.print("No language models installed: run `localrag models pull`.")
+        return
+    console.print(f"{entry.name}  {_display_path(str(registry.path_of(entry)))}")
