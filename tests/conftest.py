@@ -101,3 +101,20 @@ class CountingEmbedder:
 @pytest.fixture
 def counting_embedder(embedder) -> CountingEmbedder:  # type: ignore[no-untyped-def]
     return CountingEmbedder(embedder)
+
+
+@pytest.fixture(scope="session")
+def tiny_llm_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny Qwen2 chat model in Hugging Face format (random weights, ChatML template)."""
+    from tests.helpers_llm import write_tiny_model
+
+    return write_tiny_model(tmp_path_factory.mktemp("tiny-llm") / "tiny-qwen2-chat")
+
+
+@pytest.fixture(scope="session")
+def tiny_gguf(tiny_llm_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """tiny_llm_dir as GGUF: {"f32": ..., "q8_0": ..., "q4_k_m": ...}; eos is <|im_end|>."""
+    pytest.importorskip("llama_cpp")
+    from tests.helpers_llm import build_tiny_ggufs
+
+    return build_tiny_ggufs(tiny_llm_dir, tmp_path_factory.mktemp("tiny-gguf"))
