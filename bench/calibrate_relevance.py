@@ -14,7 +14,7 @@ import argparse
 import json
 from pathlib import Path
 
-from localrag.answer import AnswerSettings, Answerer
+from localrag.answer import Answerer, AnswerSettings
 from localrag.embedder import load_embedder
 from localrag.store import Store
 

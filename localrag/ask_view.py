@@ -18,6 +18,7 @@ def print_answer(
     display_path: Callable[[str], str],
     *,
     verbose: bool = False,
+    show_hint: bool = True,
 ) -> None:
     """Stream the text as it comes, then list the sources with file and place."""
     out = console.file
@@ -38,7 +39,7 @@ def print_answer(
         )
     if answer.mode == "generated" and answer.sources and not answer.cited:
         err.print("[yellow]The answer cites none of the sources: check it against them.[/]")
-    if answer.hint:
+    if answer.hint and show_hint:
         err.print(f"[dim]{answer.hint}[/]")
     if verbose and answer.stats is not None:
         s = answer.stats

@@ -371,6 +371,131 @@ def search(
         console.print()
 
 
+# -- ask ------------------------------------------------------------------------------------------
+
+
+@cli.command()
+@click.argument("question", required=False)
+@db_option
+@embedder_option
+@click.option(
+    "--model",
+    "model_name",
+    default=None,
+    help="Model name or .gguf path (default: the default model).",
+)
+@click.option(
+    "--no-model", is_flag=True, help="Extractive mode: show the best passages, load no model."
+)
+@click.option(
+    "--path", "path_filter", default=None, help="Only use files whose path contains this."
+)
+@click.option(
+    "--ctx", "n_ctx", type=click.IntRange(256), default=None, help="Context window in tokens."
+)
+@click.option(
+    "--max-tokens", type=click.IntRange(1), default=None, help="Longest answer in tokens."
+)
+@click.option(
+    "--temperature", type=click.FloatRange(0.0, 2.0), default=None, help="Sampling temperature."
+)
+@click.option("--threads", "n_threads", type=click.IntRange(1), default=None, help="CPU threads.")
+@click.option(
+    "--gpu-layers", "n_gpu_layers", type=int, default=None, help="Layers on the GPU (-1: all)."
+)
+@click.option("--chat", is_flag=True, help="Keep asking follow-up questions after the answer.")
+@click.option("--json", "as_json", is_flag=True, help="The answer and its sources as JSON.")
+@click.option("-v", "--verbose", is_flag=True, help="Show timings and token counts.")
+def ask(
+    question: str | None,
+    db: Path | None,
+    embedder_name: str | None,
+    model_name: str | None,
+    no_model: bool,
+    path_filter: str | None,
+    n_ctx: int | None,
+    max_tokens: int | None,
+    temperature: float | None,
+    n_threads: int | None,
+    n_gpu_layers: int | None,
+    chat: bool,
+    as_json: bool,
+    verbose: bool,
+) -> None:
+    """Answer QUESTION from your documents, citing the passages used.
+
+    Without QUESTION (or with --chat) it keeps a conversation going: follow-up questions
+    like "and the second one?" are understood in context. Ctrl-D or an empty line ends it.
+    """
+    from localrag.answer import Answerer, AnswerSettings, Conversation
+    from localrag.ask_view import answer_json, print_answer
+    from localrag.config import apply_settings, read_config_section
+    from localrag.embedder import load_embedder
+    from localrag.llm import load_llm
+
+    interactive = question is None or chat
+    if question is None and not sys.stdin.isatty():
+        question = sys.stdin.read().strip()
+        interactive = chat
+    if not interactive and not question:
+        raise click.UsageError("give a question, or run without one in a terminal to chat")
+    settings = AnswerSettings()
+    apply_settings(settings, read_config_section("answer"), "config.toml [answer]")
+    with _open_store(db, create=False) as store:
+        embedder = load_embedder(embedder_name)
+        llm = None
+        if not no_model:
+            with err_console.status("Loading the language model…"):
+                llm = load_llm(
+                    model_name,
+                    n_ctx=n_ctx,
+                    max_tokens=max_tokens,
+                    temperature=temperature,
+                    n_threads=n_threads,
+                    n_gpu_layers=n_gpu_layers,
+                )
+        answerer = Answerer(store, embedder, llm, settings)
+        conversation = Conversation()
+        hinted = False  # say how to add a model once, not after every answer
+        try:
+            while True:
+                if question:
+                    answer = answerer.ask(question, conversation, path_filter=path_filter)
+                    if as_json:
+                        click.echo(json.dumps(answer_json(answer), ensure_ascii=False, indent=2))
+                    else:
+                        print_answer(
+                            answer,
+                            console,
+                            err_console,
+                            _display_path,
+                            verbose=verbose,
+                            show_hint=not hinted,
+                        )
+                        hinted = hinted or answer.hint is not None
+                if not interactive:
+                    break
+                question = _prompt_question()
+                if question is None:
+                    break
+                if question == "/new":
+                    conversation.clear()
+                    err_console.print("[dim]New conversation.[/]")
+                    question = ""
+        finally:
+            if llm is not None:
+                llm.close()
+
+
+def _prompt_question() -> str | None:
+    """The next question from the terminal; None at end of input or an empty line."""
+    try:
+        line = console.input("\n[bold]›[/] ")
+    except (EOFError, KeyboardInterrupt):
+        return None
+    return line.strip() or None
+
+
 # -- status ---------------------------------------------------------------------------------------
 
 

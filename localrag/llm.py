@@ -281,7 +281,7 @@ class LocalLLM:
 
     def _render(self, messages: list[dict[str, Any]]) -> str:
         try:
-            return self._formatter(messages=messages).prompt
+            return self._formatter(messages=messages).prompt  # type: ignore[arg-type]
         except Exception as exc:  # the template's own raise_exception, or a Jinja error
             # Some templates refuse a system role: fold it into the first user turn.
             if len(messages) > 1 and messages[0]["role"] == "system":
@@ -334,8 +334,10 @@ class LocalLLM:
             )
             try:
                 for chunk in chunks:
-                    text = chunk["choices"][0]["text"]  # type: ignore[index]
-                    stats.generated_tokens += 1
+                    choice: Any = chunk["choices"][0]  # type: ignore[index]
+                    text = choice["text"]
+                    if choice["finish_reason"] is None:  # one chunk per token, then a last one
+                        stats.generated_tokens += 1
                     if text:
                         if stats.first_token_s is None:
                             stats.first_token_s = time.perf_counter() - started

@@ -12,9 +12,12 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from localrag.errors import LocalragError
+
+if TYPE_CHECKING:
+    from localrag.llm import ChatPrompt
 
 SYSTEM_PROMPT = (
     "You answer questions about the user's own documents. Use only the numbered sources in "
@@ -48,7 +51,7 @@ class Tokenizing(Protocol):
 
     def truncate(self, text: str, max_tokens: int) -> str: ...
 
-    def chat_prompt(self, messages: Sequence[dict]): ...  # type: ignore[no-untyped-def]
+    def chat_prompt(self, messages: Sequence[dict[str, Any]]) -> ChatPrompt: ...
 
 
 @dataclass(frozen=True)
@@ -153,6 +156,11 @@ def pack_prompt(
         kept.append(passage)
         blocks.append(block)
         room -= cost
+    if passages and not kept:
+        raise LocalragError(
+            f"the model's context window ({n_ctx} tokens) leaves no room for any source after "
+            "the instructions, the conversation and the answer: raise n_ctx (--ctx)"
+        )
     prompt = llm.chat_prompt(_messages(question, history, blocks))
     if len(prompt.tokens) + answer_budget > n_ctx:  # parts are counted exactly: a bug if hit
         raise AssertionError(f"packed {len(prompt.tokens)} + {answer_budget} > {n_ctx} tokens")

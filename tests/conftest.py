@@ -113,8 +113,10 @@ def tiny_llm_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_gguf(tiny_llm_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    """tiny_llm_dir as GGUF: {"f32": ..., "q8_0": ..., "q4_k_m": ...}; eos is <|im_end|>."""
-    pytest.importorskip("llama_cpp")
+    """tiny_llm_dir as GGUF: {"f32": ..., "q8_0": ..., "q4_k_m": ...}; eos is <|im_end|>.
+
+    llama-cpp-python is part of the dev install, so its absence fails these tests, not skips.
+    """
     from tests.helpers_llm import build_tiny_ggufs
 
     return build_tiny_ggufs(tiny_llm_dir, tmp_path_factory.mktemp("tiny-gguf"))

@@ -1,0 +1,113 @@
+"""`localrag ask` as a user runs it: with no model, with an imported GGUF, as JSON, in a chat."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner, Result
+
+from localrag.cli import cli
+from tests.test_answer import write_handbook
+
+
+def run(*args: str, input: str | None = None) -> Result:
+    return CliRunner().invoke(cli, list(args), input=input, catch_exceptions=False)
+
+
+@pytest.fixture
+def handbook(tmp_path: Path, models_env: Path) -> Path:
+    folder = write_handbook(tmp_path / "handbook")
+    assert run("index", str(folder)).exit_code == 0
+    return folder
+
+
+@pytest.fixture
+def installed_model(tmp_path: Path, models_env: Path, tiny_gguf, monkeypatch) -> str:  # type: ignore[no-untyped-def]
+    """A models folder holding the embedder and one imported chat model (the default)."""
+    models = tmp_path / "models"
+    shutil.copytree(models_env / "embedders", models / "embedders", symlinks=True)
+    monkeypatch.setenv("LOCALRAG_MODELS_DIR", str(models))
+    result = run("models", "import", str(tiny_gguf["q4_k_m"]), "--name", "tiny")
+    assert result.exit_code == 0, result.output
+    return "tiny"
+
+
+def test_without_a_model_ask_shows_passages_and_how_to_add_one(handbook: Path) -> None:
+    result = run("ask", "How long can new parents stay at home?")
+    assert result.exit_code == 0, result.output
+    assert "[1] handbook/hr/leave.md (line 3)" in result.output
+    assert "twenty weeks" in result.output
+    assert "localrag models pull" in result.output
+    assert "Sources" in result.output
+
+
+def test_ask_streams_a_generated_answer_then_its_sources(
+    handbook: Path, installed_model: str
+) -> None:
+    result = run("ask", "How long can new parents stay at home?", "--max-tokens", "16", "-v")
+    assert result.exit_code == 0, result.output
+    assert "Sources" in result.output
+    assert "handbook/hr/leave.md  line 3" in result.output
+    assert "models pull" not in result.output  # a model answered
+    assert "prompt tokens" in result.output and "tokens/s" in result.output
+
+
+def test_ask_json_has_the_answer_and_numbered_sources(handbook: Path, installed_model: str) -> None:
+    result = run("ask", "How long can new parents stay at home?", "--json", "--max-tokens", "8")
+    payload = json.loads(result.stdout)
+    assert payload["mode"] == "generated"
+    first = payload["sources"][0]
+    assert first["number"] == 1 and first["path"].endswith("hr/leave.md")
+    assert first["line_start"] == 3 and "twenty weeks" in first["text"]
+    assert payload["stats"]["prompt_tokens"] > 0
+    assert isinstance(payload["invalid_citations"], list)
+
+
+def test_no_model_flag_and_off_topic_questions(handbook: Path, installed_model: str) -> None:
+    extractive = json.loads(run("ask", "Where do staff park?", "--no-model", "--json").stdout)
+    assert extractive["mode"] == "extractive"
+    off_topic = json.loads(run("ask", "Who won the 1998 world cup?", "--json").stdout)
+    assert off_topic["mode"] == "not_found" and off_topic["sources"] == []
+
+
+def test_collection_questions_from_the_command_line(handbook: Path) -> None:
+    result = run("ask", "Which files mention tapes?", "--json")
+    payload = json.loads(result.stdout)
+    assert payload["mode"] == "collection"
+    assert payload["collection"]["count"] == 1
+    assert payload["collection"]["files"][0]["path"].endswith("security/backups.md")
+
+
+def test_chat_keeps_the_conversation(handbook: Path) -> None:
+    result = run(
+        "ask",
+        "--chat",
+        "How do I reach the office network from home?",
+        input="and how long does it stay connected?\n/new\nWhere do staff park their cars?\n\n",
+    )
+    assert result.exit_code == 0, result.output
+    first, follow_up, new, parking, _end = result.output.split("› ")
+    assert "it/vpn.md" in first
+    assert "it/vpn.md" in follow_up  # "it" was understood as the VPN from the first question
+    assert new.startswith("New conversation.")
+    assert "facilities/parking.md" in parking
+    assert result.output.count("localrag models pull") == 1  # the hint is given once
+
+
+def test_a_bad_model_file_is_named_in_the_error(handbook: Path, tmp_path: Path) -> None:
+    bad = tmp_path / "broken.gguf"
+    bad.write_bytes(b"GGUF" + b"\x00" * 10)
+    result = CliRunner().invoke(cli, ["ask", "parking?", "--model", str(bad)])
+    assert result.exit_code == 1
+    assert "broken.gguf" in result.output and "truncated" in result.output
+
+
+def test_an_unknown_model_name_lists_the_installed_ones(
+    handbook: Path, installed_model: str
+) -> None:
+    result = CliRunner().invoke(cli, ["ask", "parking?", "--model", "nonesuch"])
+    assert result.exit_code == 1
+    assert "nonesuch" in result.output and "tiny" in result.output
