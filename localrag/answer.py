@@ -214,7 +214,7 @@ class Answerer:
             return self._collection_result(question, collection, conversation)
         history = conversation.history(self.settings.history_turns) if conversation else []
         search_query, results = self._retrieve(question, history, path_filter)
-        relevant = [r for r in results if self._is_relevant(r, search_query)]
+        relevant = [r for r in results if self._is_relevant(r)]
         if not relevant:
             return Answer(
                 question,
@@ -288,11 +288,11 @@ class Answerer:
             return None
         return rewritten
 
-    def _is_relevant(self, result: SearchResult, query: str) -> bool:
+    def _is_relevant(self, result: SearchResult) -> bool:
         if result.vector_score is not None and result.vector_score >= self.settings.min_similarity:
             return True
         # The keyword side only keeps passages covering most of the question's rare words.
-        return result.keyword_score is not None and len(query_terms(query)) > 0
+        return result.keyword_score is not None
 
     def _passage(self, result: SearchResult) -> Passage:
         chunk = result.chunk

@@ -111,3 +111,13 @@ def test_an_unknown_model_name_lists_the_installed_ones(
     result = CliRunner().invoke(cli, ["ask", "parking?", "--model", "nonesuch"])
     assert result.exit_code == 1
     assert "nonesuch" in result.output and "tiny" in result.output
+
+
+def test_asking_never_touches_the_network(handbook: Path, installed_model: str) -> None:
+    from tests.helpers_embedder import block_network
+
+    with block_network() as attempts:
+        generated = run("ask", "How long can new parents stay at home?", "--max-tokens", "8")
+        collection = run("ask", "Which files mention tapes?")
+    assert generated.exit_code == 0 and collection.exit_code == 0
+    assert attempts == []
