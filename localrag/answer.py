@@ -24,7 +24,7 @@ from localrag.prompt import (
     condense_messages,
     pack_prompt,
 )
-from localrag.retrieval import Retriever, SearchResult, query_terms
+from localrag.retrieval import Retriever, SearchResult, fuse_rankings, query_terms
 
 if TYPE_CHECKING:
     from localrag.collection import CollectionAnswer
@@ -361,17 +361,14 @@ class Answerer:
 
 def _fuse_results(ranked: Sequence[tuple[list[SearchResult], float]], k: int) -> list[SearchResult]:
     """Weighted reciprocal-rank fusion of several result lists (by chunk)."""
-    scores: dict[int, float] = {}
-    first_seen: dict[int, SearchResult] = {}
-    for results, weight in ranked:
+    best: dict[int, SearchResult] = {}  # per chunk, the result with the highest similarity
+    for results, _ in ranked:
         for result in results:
-            chunk_id = result.chunk.chunk_id
-            scores[chunk_id] = scores.get(chunk_id, 0.0) + weight / (10 + result.rank)
-            best = first_seen.get(chunk_id)
-            if best is None or (result.vector_score or 0) > (best.vector_score or 0):
-                first_seen[chunk_id] = result
-    order = sorted(scores, key=lambda c: -scores[c])[:k]
-    return [first_seen[c] for c in order]
+            seen = best.get(result.chunk.chunk_id)
+            if seen is None or (result.vector_score or 0) > (seen.vector_score or 0):
+                best[result.chunk.chunk_id] = result
+    fused = fuse_rankings(([r.chunk.chunk_id for r in results], w) for results, w in ranked)
+    return [best[chunk_id] for chunk_id, _ in fused[:k]]
 
 
 def _relative_to_roots(store: Store) -> Callable[[str], str]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -137,7 +138,12 @@ class Retriever:
                 keyword_ranked = self.store.fts_search(match, depth, path_filter) if match else []
             elif mode == "hybrid":
                 keyword_ranked = self._keyword_search(query, depth, path_filter)
-            fused = _fuse(vector_ranked, keyword_ranked)
+            fused = fuse_rankings(
+                [
+                    ([cid for cid, _ in vector_ranked], 1.0),
+                    ([cid for cid, _ in keyword_ranked], KEYWORD_WEIGHT),
+                ]
+            )
             hits = self.store.chunk_hits([cid for cid, _ in fused[: k * 3]])
         vector_scores = dict(vector_ranked)
         keyword_scores = dict(keyword_ranked)
@@ -224,15 +230,13 @@ class Retriever:
         return ranked[:depth]
 
 
-def _fuse(
-    vector_ranked: list[tuple[int, float]], keyword_ranked: list[tuple[int, float]]
-) -> list[tuple[int, float]]:
-    """Weighted reciprocal rank fusion of two best-first lists of (chunk id, score)."""
+def fuse_rankings(rankings: Iterable[tuple[Sequence[int], float]]) -> list[tuple[int, float]]:
+    """Weighted reciprocal rank fusion: (ids best first, weight) lists → (id, score) best first."""
     fused: dict[int, float] = {}
-    for weight, ranked in ((1.0, vector_ranked), (KEYWORD_WEIGHT, keyword_ranked)):
-        for rank, (chunk_id, _) in enumerate(ranked):
-            fused[chunk_id] = fused.get(chunk_id, 0.0) + weight / (RRF_K + rank + 1)
-    return sorted(fused.items(), key=lambda item: -item[1])
+    for ids, weight in rankings:
+        for rank, item in enumerate(ids, 1):
+            fused[item] = fused.get(item, 0.0) + weight / (RRF_K + rank)
+    return sorted(fused.items(), key=lambda entry: -entry[1])
 
 
 # -- highlighting -------------------------------------------------------------------------------
