@@ -13,11 +13,17 @@ The CLI and the TUI both drive this; nothing here prints.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal
 
 from localrag.citations import CitationFilter
+from localrag.collection import (
+    CollectionAnswer,
+    answer_collection_question,
+    detect_collection_question,
+    display_path,
+)
 from localrag.prompt import (
     ONE_LINE_GRAMMAR,
     Passage,
@@ -27,7 +33,6 @@ from localrag.prompt import (
 from localrag.retrieval import Retriever, SearchResult, fuse_rankings, query_terms
 
 if TYPE_CHECKING:
-    from localrag.collection import CollectionAnswer
     from localrag.embedder import Embedder
     from localrag.llm import GenerationStats, LocalLLM
     from localrag.store import Store
@@ -193,13 +198,13 @@ class Answerer:
         embedder: Embedder,
         llm: LocalLLM | None = None,
         settings: AnswerSettings | None = None,
-        display_path: Callable[[str], str] | None = None,
     ) -> None:
         self.store = store
         self.retriever = Retriever(store, embedder)
         self.llm = llm
         self.settings = settings or AnswerSettings()
-        self._display = display_path or _relative_to_roots(store)
+        # Paths reach the model from their folder's name: shorter, and no home folder leaks.
+        self._roots = store.roots()
 
     def ask(
         self,
@@ -231,8 +236,6 @@ class Answerer:
     # -- the steps ----------------------------------------------------------------------------
 
     def _collection_answer(self, question: str) -> CollectionAnswer | None:
-        from localrag.collection import answer_collection_question, detect_collection_question
-
         query = detect_collection_question(question)
         if query is None:
             return None
@@ -296,7 +299,8 @@ class Answerer:
 
     def _passage(self, result: SearchResult) -> Passage:
         chunk = result.chunk
-        return Passage(self._display(result.path), result.location, chunk.heading, chunk.text)
+        path = display_path(result.path, self._roots)
+        return Passage(path, result.location, chunk.heading, chunk.text)
 
     def _extractive(
         self,
@@ -369,17 +373,3 @@ def _fuse_results(ranked: Sequence[tuple[list[SearchResult], float]], k: int) ->
                 best[result.chunk.chunk_id] = result
     fused = fuse_rankings(([r.chunk.chunk_id for r in results], w) for results, w in ranked)
     return [best[chunk_id] for chunk_id, _ in fused[:k]]
-
-
-def _relative_to_roots(store: Store) -> Callable[[str], str]:
-    """Show paths relative to their indexed folder: shorter, and no home folder names leak."""
-    roots = sorted((r.path for r in store.roots()), key=len, reverse=True)
-
-    def display(path: str) -> str:
-        for root in roots:
-            if path.startswith(root.rstrip("/") + "/"):
-                name = root.rstrip("/").rsplit("/", 1)[-1]
-                return f"{name}/{path[len(root.rstrip('/')) + 1 :]}"
-        return path
-
-    return display

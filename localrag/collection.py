@@ -650,7 +650,7 @@ def _passage_line(row: CollectionRow, roots: list[Root]) -> str:
         detail = f"{_plural(row.passages, 'passage')}, first at {row.location}"
     else:
         detail = _plural(row.passages, "passage")
-    line = f"  {_display(row.path, roots)} ({detail})"
+    line = f"  {display_path(row.path, roots)} ({detail})"
     return f"{line}: {row.snippet}" if row.snippet else line
 
 
@@ -668,12 +668,12 @@ def _folder_listing(
     if not candidates:
         tops = _top_folders(store, roots)
         lines = [f'No indexed folder matches "{query.subject}". The indexed folders are:']
-        lines += [f"  {_display(t, roots)}" for t in tops]
+        lines += [f"  {display_path(t, roots)}" for t in tops]
         text = "\n".join(lines)
         return CollectionAnswer(query, text, count=None, matched=False, candidates=tops)
     if len(candidates) > 1:
         lines = [f'Several indexed folders match "{query.subject}"; ask again with one of:']
-        lines += [f"  {_display(c, roots)}" for c in candidates]
+        lines += [f"  {display_path(c, roots)}" for c in candidates]
         return CollectionAnswer(query, "\n".join(lines), count=None, candidates=candidates)
     folder = candidates[0]
     documents = store.documents_under(folder)
@@ -743,7 +743,7 @@ def _folder_summary(folder: str, documents: list[DocumentInfo], roots: list[Root
     chunks = sum(d.chunk_count for d in documents)
     size = _size(sum(d.size for d in documents))
     return (
-        f"Folder {_display(folder, roots)}: {_plural(len(documents), 'file')} ({states}), "
+        f"Folder {display_path(folder, roots)}: {_plural(len(documents), 'file')} ({states}), "
         f"{_plural(chunks, 'passage')}, {size}."
     )
 
@@ -796,7 +796,7 @@ def _overview(
         documents += store.documents_under(root.path, limit - len(documents))
     rows = [_listed_row(d) for d in documents]
     lines.append("Files:")
-    lines += [f"  {_display(row.path, roots)}" + _row_state(row) for row in rows]
+    lines += [f"  {display_path(row.path, roots)}" + _row_state(row) for row in rows]
     lines += _more_line(total, len(rows))
     if any(g.status != "indexed" for g in groups):
         lines.append("Skipped and failed files, with reasons: `localrag status --errors`.")
@@ -841,7 +841,7 @@ def _status_counts(counted: Iterable[tuple[str, int]]) -> str:
     return ", ".join(parts)
 
 
-def _display(path: str, roots: list[Root]) -> str:
+def display_path(path: str, roots: list[Root]) -> str:
     """A path shown from its root's name ("docs/recipes/soup.txt"): short but unambiguous."""
     for root in roots:
         if is_within(path, root.path):
