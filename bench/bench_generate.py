@@ -67,8 +67,8 @@ def raw_generate(llama, tokens: list[int], max_tokens: int) -> tuple[float, floa
     return first, (count - 1) / (total - first), count
 
 
-def ask_generate(answerer: Answerer) -> tuple[float, float, int, list[int]]:
-    """(time to first token incl. retrieval, decode tokens/s, tokens, prompt tokens)."""
+def ask_generate(answerer: Answerer) -> tuple[float, float, int]:
+    """(time to first token incl. retrieval, decode tokens/s, tokens)."""
     assert answerer.llm is not None
     answerer.llm.llama.reset()
     started = time.perf_counter()
@@ -80,7 +80,7 @@ def ask_generate(answerer: Answerer) -> tuple[float, float, int, list[int]]:
         pass
     stats: GenerationStats = answer.stats  # type: ignore[assignment]
     total = time.perf_counter() - started
-    return first, (stats.generated_tokens - 1) / (total - first), stats.generated_tokens, []
+    return first, (stats.generated_tokens - 1) / (total - first), stats.generated_tokens
 
 
 def random_model(work: Path, hidden: int, intermediate: int, layers: int) -> Path:
@@ -135,7 +135,7 @@ def main() -> None:
         packed_tokens = None
         ours, theirs, ttft_ours, ttft_raw = [], [], [], []
         for _ in range(args.rounds):
-            first, rate, count, _ = ask_generate(answerer)
+            first, rate, count = ask_generate(answerer)
             ours.append(rate)
             ttft_ours.append(first)
             if packed_tokens is None:

@@ -19,9 +19,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import gguf
 import numpy as np
 
 from localrag.errors import ModelError
+from localrag.llm import import_llama_cpp
 
 OUTTYPES = ("f32", "f16", "q8_0")
 
@@ -561,14 +563,6 @@ def read_vocab(hf_dir: Path, config: dict[str, Any], vocab_size: int) -> Vocab:
 # --------------------------------------------------------------------------- writing
 
 
-def _gguf() -> Any:
-    try:
-        import gguf
-    except ImportError as exc:
-        raise ModelError("writing GGUF files needs the gguf package: pip install gguf") from exc
-    return gguf
-
-
 def _output_type(name: str, shape: tuple[int, ...], outtype: str) -> str:
     """Per-tensor storage: norms, biases and rope factors stay f32 as llama.cpp expects."""
     if len(shape) < 2 or outtype == "f32":
@@ -578,7 +572,7 @@ def _output_type(name: str, shape: tuple[int, ...], outtype: str) -> str:
     return outtype
 
 
-def _encode(data: np.ndarray, kind: str, gguf: Any) -> np.ndarray:
+def _encode(data: np.ndarray, kind: str) -> np.ndarray:
     if kind == "f32":
         return data
     if kind == "f16":
@@ -591,7 +585,6 @@ _FILE_TYPES = {"f32": "ALL_F32", "f16": "MOSTLY_F16", "q8_0": "MOSTLY_Q8_0"}
 
 
 def _write_metadata(writer: Any, hp: HParams, vocab: Vocab, name: str, outtype: str) -> None:
-    gguf = _gguf()
     writer.add_name(name)
     writer.add_context_length(hp.n_ctx)
     writer.add_embedding_length(hp.n_embd)
@@ -651,7 +644,7 @@ def _outputs(planned: list[PlannedTensor], hp: HParams, outtype: str) -> Iterato
         )
 
 
-def _byte_size(shape: tuple[int, ...], kind: str, gguf: Any) -> int:
+def _byte_size(shape: tuple[int, ...], kind: str) -> int:
     qtype = getattr(gguf.GGMLQuantizationType, _QTYPES[kind])
     block, type_size = gguf.GGML_QUANT_SIZES[qtype]
     return math.prod(shape) // block * type_size
@@ -660,7 +653,6 @@ def _byte_size(shape: tuple[int, ...], kind: str, gguf: Any) -> int:
 def _write_gguf(
     path: Path, hp: HParams, vocab: Vocab, outputs: list[_Output], name: str, outtype: str
 ) -> None:
-    gguf = _gguf()
     writer = gguf.GGUFWriter(str(path), hp.family.arch)
     try:
         _write_metadata(writer, hp, vocab, name, outtype)
@@ -670,14 +662,14 @@ def _write_gguf(
                 out.name,
                 out.shape,
                 np.dtype(np.float16 if out.kind == "f16" else np.float32),
-                _byte_size(out.shape, out.kind, gguf),
+                _byte_size(out.shape, out.kind),
                 raw_dtype=getattr(gguf.GGMLQuantizationType, _QTYPES[out.kind]),
             )
         writer.write_header_to_file()
         writer.write_kv_data_to_file()
         writer.write_ti_data_to_file()
         for out in outputs:
-            writer.write_tensor_data(_encode(out.produce(), out.kind, gguf))
+            writer.write_tensor_data(_encode(out.produce(), out.kind))
     finally:
         writer.close()
 
@@ -716,17 +708,9 @@ def convert(hf_dir: Path, out: Path, outtype: str = "f16") -> Path:
 # --------------------------------------------------------------------------- quantization
 
 
-def _llama_cpp() -> Any:
-    try:
-        import llama_cpp
-    except ImportError as exc:
-        raise ModelError("quantizing needs llama-cpp-python: pip install 'localrag[llm]'") from exc
-    return llama_cpp
-
-
 def quant_types() -> list[str]:
     """Names accepted by quantize(), e.g. Q4_K_M, as llama.cpp defines them."""
-    llama_cpp = _llama_cpp()
+    llama_cpp = import_llama_cpp("quantizing")
     names = [
         n.removeprefix("LLAMA_FTYPE_MOSTLY_")
         for n in dir(llama_cpp)
@@ -737,7 +721,7 @@ def quant_types() -> list[str]:
 
 def quant_ftype(qtype: str) -> int:
     """llama.cpp's LLAMA_FTYPE_MOSTLY_* value for a name like "Q4_K_M"; ModelError if unknown."""
-    ftype = getattr(_llama_cpp(), f"LLAMA_FTYPE_MOSTLY_{qtype.upper()}", None)
+    ftype = getattr(import_llama_cpp("quantizing"), f"LLAMA_FTYPE_MOSTLY_{qtype.upper()}", None)
     if not isinstance(ftype, int):
         raise ModelError(
             f"unknown quantization type {qtype!r}; choose one of {', '.join(quant_types())}"
@@ -748,7 +732,7 @@ def quant_ftype(qtype: str) -> int:
 def quantize(src: Path, dest: Path, qtype: str) -> Path:
     """Quantize a GGUF file with llama.cpp's own quantizer (e.g. qtype "Q4_K_M"); returns dest."""
     src, dest = Path(src), Path(dest)
-    llama_cpp = _llama_cpp()
+    llama_cpp = import_llama_cpp("quantizing")
     ftype = quant_ftype(qtype)
     if not src.is_file():
         raise ModelError(f"{src} does not exist")

@@ -143,12 +143,13 @@ def _model_params(use_extra_bufts: bool) -> Iterator[None]:
             lib.llama_model_default_params = original
 
 
-def _import_llama_cpp() -> Any:
+def import_llama_cpp(purpose: str) -> Any:
+    """The llama_cpp module, or a ModelError saying how to install it."""
     try:
         import llama_cpp
     except ImportError as exc:
         raise ModelError(
-            "llama-cpp-python is not installed: pip install 'localrag[llm]' "
+            f"{purpose} needs llama-cpp-python: pip install 'localrag[llm]' "
             "(it compiles llama.cpp, a few minutes)"
         ) from exc
     return llama_cpp
@@ -164,7 +165,6 @@ class LocalLLM:
         self.repack = repack
         self._lock = threading.Lock()
         template = info.chat_template or FALLBACK_CHAT_TEMPLATE
-        self.has_own_template = info.chat_template is not None
         from llama_cpp.llama_chat_format import Jinja2ChatFormatter
 
         self._formatter = Jinja2ChatFormatter(
@@ -181,7 +181,7 @@ class LocalLLM:
         settings = settings or LLMSettings()
         path = Path(path)
         info = read_gguf_info(path)  # raises ModelError for missing, non-GGUF, truncated files
-        llama_cpp = _import_llama_cpp()
+        llama_cpp = import_llama_cpp("running a language model")
         n_ctx = min(settings.n_ctx, info.context_length or settings.n_ctx)
         repack = repack_enabled(settings.repack, info.file_type)
         gpu_layers = (
@@ -217,17 +217,21 @@ class LocalLLM:
             return ""
         return self.llama.detokenize([token], special=True).decode("utf-8", errors="replace")
 
+    def _tokenize(self, text: str, *, special: bool = False) -> list[int]:
+        """Token ids of `text`; `special` parses special-token syntax (template text only)."""
+        if not text:
+            return []
+        return list(self.llama.tokenize(text.encode("utf-8"), add_bos=False, special=special))
+
     def count_tokens(self, text: str) -> int:
         """Tokens of plain (untrusted) text: special-token syntax in it is not parsed."""
-        if not text:
-            return 0
-        return len(self.llama.tokenize(text.encode("utf-8"), add_bos=False, special=False))
+        return len(self._tokenize(text))
 
     def truncate(self, text: str, max_tokens: int) -> str:
         """The longest prefix of `text` that is at most `max_tokens` tokens."""
         if max_tokens <= 0:
             return ""
-        tokens = self.llama.tokenize(text.encode("utf-8"), add_bos=False, special=False)
+        tokens = self._tokenize(text)
         if len(tokens) <= max_tokens:
             return text
         cut = self.llama.detokenize(tokens[:max_tokens]).decode("utf-8", errors="ignore")
@@ -259,18 +263,10 @@ class LocalLLM:
         part_tokens = [0] * len(parts)
         for i, chunk in enumerate(text.split("\x00")):
             if i % 2 == 0:  # template text: its special-token syntax is real
-                if chunk:
-                    tokens.extend(
-                        self.llama.tokenize(chunk.encode("utf-8"), add_bos=False, special=True)
-                    )
+                tokens.extend(self._tokenize(chunk, special=True))
             else:
                 index = int(chunk)
-                part = parts[index]
-                ids = (
-                    self.llama.tokenize(part.encode("utf-8"), add_bos=False, special=False)
-                    if part
-                    else []
-                )
+                ids = self._tokenize(parts[index])
                 part_tokens[index] = len(ids)
                 tokens.extend(ids)
         bos = self.llama.token_bos()

@@ -123,7 +123,8 @@ def pack_prompt(
     answer_budget = min(max_answer_tokens, n_ctx // 2)
     history = list(history)
     base = len(llm.chat_prompt(_messages(question, history, [])).tokens)
-    while history and base - _cost_without_history(llm, question) > n_ctx * max_history_share:
+    bare = len(llm.chat_prompt(_messages(question, [], [])).tokens) if history else base
+    while history and base - bare > n_ctx * max_history_share:
         history.pop(0)
         base = len(llm.chat_prompt(_messages(question, history, [])).tokens)
     room = n_ctx - answer_budget - base
@@ -139,15 +140,12 @@ def pack_prompt(
         block = source_block(len(kept) + 1, passage)
         cost = llm.count_tokens(block)
         if cost > room:
-            overhead = cost - llm.count_tokens(defuse(passage.text.strip()))
+            body = defuse(passage.text.strip())
+            overhead = cost - llm.count_tokens(body)
             if room - overhead < MIN_SOURCE_TOKENS:
                 break
-            passage = Passage(
-                passage.path,
-                passage.location,
-                passage.heading,
-                llm.truncate(defuse(passage.text.strip()), room - overhead) + " …",
-            )
+            cut = llm.truncate(body, room - overhead) + " …"
+            passage = Passage(passage.path, passage.location, passage.heading, cut)
             block = source_block(len(kept) + 1, passage)
             cost = llm.count_tokens(block)
             if cost > room:
@@ -172,10 +170,6 @@ def pack_prompt(
         history_turns=len(history),
         max_answer_tokens=answer_budget,
     )
-
-
-def _cost_without_history(llm: Tokenizing, question: str) -> int:
-    return len(llm.chat_prompt(_messages(question, [], [])).tokens)
 
 
 def condense_messages(history: Sequence[tuple[str, str]], question: str) -> list[dict[str, object]]:
