@@ -96,7 +96,35 @@ _M001_INITIAL = """
         END;
 """
 
-MIGRATIONS: list[str] = [_M001_INITIAL]
+# Saved conversations. Sources are a JSON snapshot (text included), not references to chunks:
+# files change and chunks are deleted, and a reopened conversation must still show what each
+# answer was based on. localrag.conversations owns the JSON format.
+_M002_CONVERSATIONS = """
+        CREATE TABLE conversations (
+            id INTEGER PRIMARY KEY,
+            title TEXT NOT NULL,
+            created_at REAL NOT NULL,
+            updated_at REAL NOT NULL
+        );
+        CREATE INDEX conversations_updated ON conversations(updated_at);
+        CREATE TABLE turns (
+            id INTEGER PRIMARY KEY,
+            conversation_id INTEGER NOT NULL REFERENCES conversations(id) ON DELETE CASCADE,
+            ordinal INTEGER NOT NULL,
+            question TEXT NOT NULL,
+            answer TEXT NOT NULL,
+            mode TEXT NOT NULL,
+            search_query TEXT NOT NULL,
+            sources TEXT NOT NULL,
+            cited TEXT NOT NULL,
+            stopped INTEGER NOT NULL DEFAULT 0,
+            created_at REAL NOT NULL,
+            UNIQUE (conversation_id, ordinal)
+        );
+        CREATE INDEX turns_conversation ON turns(conversation_id);
+"""
+
+MIGRATIONS: list[str] = [_M001_INITIAL, _M002_CONVERSATIONS]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 # ---------------------------------------------------------------------------------------------
@@ -204,11 +232,44 @@ class DocumentGroup:
     size: int
 
 
+@dataclass(frozen=True)
+class ConversationRow:
+    """A saved conversation with how many turns it holds."""
+
+    id: int
+    title: str
+    created_at: float
+    updated_at: float
+    turns: int
+
+
+@dataclass(frozen=True)
+class TurnRow:
+    """One saved question and answer; `sources` and `cited` are JSON text."""
+
+    id: int
+    conversation_id: int
+    ordinal: int
+    question: str
+    answer: str
+    mode: str
+    search_query: str
+    sources: str
+    cited: str
+    stopped: bool
+    created_at: float
+
+
 _DOC_COLUMNS = "id, path, root_id, size, mtime_ns, content_hash, status, reason, chunk_count"
 _INFO_COLUMNS = "path, status, reason, format, title, size, chunk_count"
 _HIT_COLUMNS = (
     "c.id, c.document_id, d.path, c.ordinal, c.text, c.heading, c.line_start, c.line_end, "
     "c.page_start, c.page_end, c.char_start, c.char_end, c.embedding_id"
+)
+
+_CONVERSATION_SELECT = (
+    "SELECT c.id, c.title, c.created_at, c.updated_at, count(t.id) "
+    "FROM conversations c LEFT JOIN turns t ON t.conversation_id = c.id"
 )
 
 
@@ -713,6 +774,121 @@ class Store:
             "GROUP BY r.path, d.format, d.status ORDER BY r.path, d.format, d.status"
         )
         return [DocumentGroup(*r) for r in rows]
+
+    def chunk_neighbours(self, chunk_id: int, before: int = 1, after: int = 1) -> list[ChunkHit]:
+        """The chunk and up to `before`/`after` chunks around it in its document, in order:
+        "show more of the file" around a passage. Empty when the chunk no longer exists."""
+        rows = self.db.execute(
+            f"SELECT {_HIT_COLUMNS} FROM chunks t "
+            "JOIN chunks c ON c.document_id = t.document_id "
+            "AND c.ordinal BETWEEN t.ordinal - ? AND t.ordinal + ? "
+            "JOIN documents d ON d.id = c.document_id "
+            "WHERE t.id = ? ORDER BY c.ordinal",
+            (max(0, before), max(0, after), chunk_id),
+        )
+        return [ChunkHit(*r) for r in rows]
+
+    # -- saved conversations ------------------------------------------------------------------
+
+    def create_conversation(self, title: str, now: float | None = None) -> int:
+        stamp = time.time() if now is None else now
+        with self.transaction() as db:
+            cur = db.execute(
+                "INSERT INTO conversations(title, created_at, updated_at) VALUES (?, ?, ?)",
+                (title, stamp, stamp),
+            )
+            return int(cur.lastrowid or 0)
+
+    def append_turn(
+        self,
+        conversation_id: int,
+        *,
+        question: str,
+        answer: str,
+        mode: str,
+        search_query: str,
+        sources_json: str,
+        cited_json: str,
+        stopped: bool,
+        now: float | None = None,
+    ) -> int:
+        """Add the next turn and mark the conversation as just used, in one transaction."""
+        stamp = time.time() if now is None else now
+        with self.transaction() as db:
+            bumped = db.execute(
+                "UPDATE conversations SET updated_at = ? WHERE id = ?", (stamp, conversation_id)
+            ).rowcount
+            if not bumped:
+                raise StoreError(f"no saved conversation with id {conversation_id}")
+            cur = db.execute(
+                "INSERT INTO turns(conversation_id, ordinal, question, answer, mode, "
+                "search_query, sources, cited, stopped, created_at) "
+                "SELECT ?, coalesce(max(ordinal) + 1, 0), ?, ?, ?, ?, ?, ?, ?, ? "
+                "FROM turns WHERE conversation_id = ?",
+                (
+                    conversation_id,
+                    question,
+                    answer,
+                    mode,
+                    search_query,
+                    sources_json,
+                    cited_json,
+                    int(stopped),
+                    stamp,
+                    conversation_id,
+                ),
+            )
+            return int(cur.lastrowid or 0)
+
+    def conversation_rows(self, limit: int = 200) -> list[ConversationRow]:
+        """Saved conversations, most recently used first, with their turn counts."""
+        rows = self.db.execute(
+            f"{_CONVERSATION_SELECT} GROUP BY c.id ORDER BY c.updated_at DESC, c.id DESC LIMIT ?",
+            (limit,),
+        )
+        return [ConversationRow(*r) for r in rows]
+
+    def conversation_row(self, conversation_id: int) -> ConversationRow | None:
+        row = self.db.execute(
+            f"{_CONVERSATION_SELECT} WHERE c.id = ? GROUP BY c.id", (conversation_id,)
+        ).fetchone()
+        return ConversationRow(*row) if row else None
+
+    def turn_rows(self, conversation_id: int) -> list[TurnRow]:
+        rows = self.db.execute(
+            "SELECT id, conversation_id, ordinal, question, answer, mode, search_query, sources, "
+            "cited, stopped, created_at FROM turns WHERE conversation_id = ? ORDER BY ordinal",
+            (conversation_id,),
+        )
+        return [
+            TurnRow(
+                id=r[0],
+                conversation_id=r[1],
+                ordinal=r[2],
+                question=r[3],
+                answer=r[4],
+                mode=r[5],
+                search_query=r[6],
+                sources=r[7],
+                cited=r[8],
+                stopped=bool(r[9]),
+                created_at=r[10],
+            )
+            for r in rows
+        ]
+
+    def delete_conversation(self, conversation_id: int) -> bool:
+        """Delete a conversation; its turns go with it (ON DELETE CASCADE)."""
+        with self.transaction() as db:
+            cur = db.execute("DELETE FROM conversations WHERE id = ?", (conversation_id,))
+            return cur.rowcount > 0
+
+    def rename_conversation(self, conversation_id: int, title: str) -> bool:
+        with self.transaction() as db:
+            cur = db.execute(
+                "UPDATE conversations SET title = ? WHERE id = ?", (title, conversation_id)
+            )
+            return cur.rowcount > 0
 
     # -- reporting ----------------------------------------------------------------------------
 
