@@ -13,7 +13,7 @@ The CLI and the TUI both drive this; nothing here prints.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Generator, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal
 
@@ -140,7 +140,7 @@ class Answer:
         self._conversation = conversation
         self._done = False
 
-    def __iter__(self) -> Iterator[str]:
+    def __iter__(self) -> Generator[str, None, None]:
         if self._done:
             yield self.text
             return
@@ -212,7 +212,9 @@ class Answerer:
         conversation: Conversation | None = None,
         *,
         path_filter: str | None = None,
+        generate: bool = True,
     ) -> Answer:
+        """Answer `question`; with `generate=False` (search-only) show passages, never the model."""
         question = question.strip()
         collection = self._collection_answer(question)
         if collection is not None:
@@ -229,8 +231,12 @@ class Answerer:
                 conversation=conversation,
                 fixed_text=NOT_FOUND_TEXT,
             )
+        if not generate:
+            shown = relevant[: self.settings.candidates]
+            return self._extractive(question, search_query, shown, conversation, hint=None)
         if self.llm is None:
-            return self._extractive(question, search_query, relevant, conversation)
+            shown = relevant[: self.settings.extractive_passages]
+            return self._extractive(question, search_query, shown, conversation, NO_MODEL_HINT)
         return self._generate(question, search_query, relevant, history, conversation)
 
     # -- the steps ----------------------------------------------------------------------------
@@ -308,11 +314,11 @@ class Answerer:
         search_query: str,
         results: list[SearchResult],
         conversation: Conversation | None,
+        hint: str | None,
     ) -> Answer:
         from localrag.retrieval import snippet
 
-        shown = results[: self.settings.extractive_passages]
-        sources = [Source(i, r, self._passage(r)) for i, r in enumerate(shown, 1)]
+        sources = [Source(i, r, self._passage(r)) for i, r in enumerate(results, 1)]
         lines = []
         for source in sources:
             text, _ = snippet(source.result.chunk.text, search_query, width=400)
@@ -324,7 +330,7 @@ class Answerer:
             sources=sources,
             conversation=conversation,
             fixed_text="\n\n".join(lines),
-            hint=NO_MODEL_HINT,
+            hint=hint,
         )
 
     def _generate(

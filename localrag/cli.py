@@ -496,6 +496,74 @@ def _prompt_question() -> str | None:
     return line.strip() or None
 
 
+# -- tui ------------------------------------------------------------------------------------------
+
+
+@cli.command()
+@click.argument("folders", nargs=-1, type=click.Path(path_type=Path))
+@db_option
+@embedder_option
+@click.option("--model", "model_name", default=None, help="Model name or .gguf path.")
+@click.option("--no-model", is_flag=True, help="Extractive mode: load no language model.")
+@click.option("--no-watch", is_flag=True, help="Do not watch the folders for changes.")
+@click.option("--polling", is_flag=True, help="Watch by polling (network and FUSE drives).")
+@click.option(
+    "--ctx", "n_ctx", type=click.IntRange(256), default=None, help="Context window in tokens."
+)
+@click.option("--threads", "n_threads", type=click.IntRange(1), default=None, help="CPU threads.")
+@click.option(
+    "--gpu-layers", "n_gpu_layers", type=int, default=None, help="Layers on the GPU (-1: all)."
+)
+@click.option("--theme", default=None, help="A Textual theme, e.g. textual-light or nord.")
+def tui(
+    folders: tuple[Path, ...],
+    db: Path | None,
+    embedder_name: str | None,
+    model_name: str | None,
+    no_model: bool,
+    no_watch: bool,
+    polling: bool,
+    n_ctx: int | None,
+    n_threads: int | None,
+    n_gpu_layers: int | None,
+    theme: str | None,
+) -> None:
+    """The terminal app: ask questions, read the cited sources, keep FOLDERS indexed.
+
+    FOLDERS are added to the knowledge base first (like `localrag index`); they and every
+    folder already in it are watched while the app runs.
+    """
+    from localrag.assistant import Assistant
+    from localrag.tui.app import LocalragApp
+
+    for folder in folders:
+        if not folder.is_dir():
+            raise click.BadParameter(f"not a folder: {folder}", param_hint="FOLDERS")
+    assistant = Assistant(
+        _db_path(db),
+        embedder_name=embedder_name,
+        llm_overrides={"n_ctx": n_ctx, "n_threads": n_threads, "n_gpu_layers": n_gpu_layers},
+    )
+    if folders:
+        from localrag.store import Store
+
+        with Store.open(_db_path(db)) as store:
+            for folder in folders:
+                store.add_root(str(folder.expanduser().resolve()))
+    app = LocalragApp(
+        assistant,
+        use_model=not no_model,
+        model_name=model_name,
+        watch=not no_watch,
+        polling=polling,
+        theme=theme,
+    )
+    try:
+        app.run()
+    finally:
+        assistant.close()
+
+
 # -- status ---------------------------------------------------------------------------------------
 
 

@@ -345,8 +345,14 @@ class LocalLLM:
     def complete(self, prompt: Sequence[int], **kwargs: Any) -> str:
         return "".join(self.stream(prompt, **kwargs))
 
-    def close(self) -> None:
-        self.llama.close()
+    def close(self, timeout: float = 30.0) -> None:
+        """Free the model; waits (up to `timeout`) for a stream still running in another thread."""
+        acquired = self._lock.acquire(timeout=timeout)
+        try:
+            self.llama.close()
+        finally:
+            if acquired:
+                self._lock.release()
 
 
 def load_llm(name_or_path: str | None = None, **overrides: Any) -> LocalLLM | None:

@@ -17,6 +17,7 @@ from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, proce
 from tokenizers import normalizers as tk_normalizers
 
 from localrag.gguf_convert import LLAMA3_SPLIT, QWEN2_SPLIT, convert, quantize
+from localrag.llm import LocalLLM
 
 TRAINING_TEXT = """\
 Tomatoes need at least six hours of direct sun every day. Water them deeply twice a week
@@ -312,3 +313,28 @@ def build_tiny_ggufs(hf_dir: Path, out_dir: Path) -> dict[str, Path]:
         "q8_0": quantize(f32, out_dir / f"{hf_dir.name}-q8_0.gguf", "Q8_0"),
         "q4_k_m": quantize(f32, out_dir / f"{hf_dir.name}-q4_k_m.gguf", "Q4_K_M"),
     }
+
+
+class ScriptedLLM:
+    """A real LocalLLM whose answers are forced, one per call, by a grammar; records prompts."""
+
+    def __init__(self, llm: LocalLLM, *answers: str) -> None:
+        self._llm = llm
+        self._answers = list(answers)
+        self.prompts: list[list[int]] = []
+
+    def __getattr__(self, name: str):  # type: ignore[no-untyped-def]
+        return getattr(self._llm, name)
+
+    def stream(self, prompt, **kwargs):  # type: ignore[no-untyped-def]
+        self.prompts.append(list(prompt))
+        if self._answers:
+            kwargs["grammar"] = "root ::= " + json.dumps(self._answers.pop(0))
+            kwargs["max_tokens"] = 400
+        return self._llm.stream(prompt, **kwargs)
+
+    def complete(self, prompt, **kwargs) -> str:  # type: ignore[no-untyped-def]
+        return "".join(self.stream(prompt, **kwargs))
+
+    def text(self, call: int) -> str:
+        return self._llm.llama.detokenize(self.prompts[call], special=True).decode()

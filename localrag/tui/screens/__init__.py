@@ -1,0 +1,1 @@
+"""Screens pushed over the main one: a source in context, pickers, folders, indexing problems."""
