@@ -136,3 +136,239 @@ def test_missing_folder_is_reported_not_fatal(handbook, embedder) -> None:  # ty
             assert app.conversation_view.turns[0].data.mode == "extractive"
 
     run(scenario())
+
+
+LONG_ANSWER = " ".join(["Backup tapes are rotated every quarter [1]."] * 12)
+
+
+def test_generation_stops_mid_stream_and_the_app_stays_usable(
+    handbook, embedder, tiny_gguf
+) -> None:  # type: ignore[no-untyped-def]
+    _, db = handbook
+    # Three model calls: the long answer, the follow-up's rewrite, the second answer.
+    script = (LONG_ANSWER, "Where are the backup tapes kept?", "Tapes go offsite [1].")
+    loader = scripted_loader(tiny_gguf["q4_k_m"], *script, slow=True)
+    app = make_app(db, embedder, loader)
+
+    async def scenario() -> None:
+        async with app.run_test(size=(120, 36)) as pilot:
+            await wait_ready(pilot)
+            await ask(pilot, "How often are backup tapes rotated?", wait=False)
+            (turn,) = app.conversation_view.turns
+            await wait_for(pilot, lambda: len(turn.data.text) > 10)
+            assert app.generating
+            # While the model writes, the input takes typing.
+            box = app.query_one("#question", Input)
+            box.focus()
+            await pilot.press("W", "h", "e", "r", "e")
+            assert box.value == "Where"
+            await pilot.press("escape")
+            await wait_for(pilot, lambda: not app.generating)
+            assert turn.data.stopped
+            assert 0 < len(turn.data.text) < len(LONG_ANSWER)
+            assert "stopped" in turn.meta_text
+            assert app.assistant.llm._llm._lock.acquire(timeout=1)  # the stream let go
+            app.assistant.llm._llm._lock.release()
+            # The next question is answered normally, with the stopped turn as history.
+            box.value = ""
+            await ask(pilot, "Where are the tapes kept?")
+            second = app.conversation_view.turns[1]
+            assert second.data.text == "Tapes go offsite [1]."
+            assert not second.data.stopped
+            assert len(app.conversation.turns) == 2
+
+    run(scenario())
+
+
+def test_watched_file_change_updates_status_and_search(handbook, embedder) -> None:  # type: ignore[no-untyped-def]
+    folder, db = handbook
+    app = make_app(db, embedder, use_model=False, watch=True)
+
+    async def scenario() -> None:
+        async with app.run_test(size=(120, 36)) as pilot:
+            await wait_ready(pilot)
+            await wait_for(pilot, lambda: app.activity.state == "watching")
+            before = app.index_status
+            assert before is not None and before.indexed == 5
+            assert "handbook · 5 files" in app.status_bar.index_text
+            (folder / "it" / "printer.md").write_text(
+                "# Printers\n\nThe plotter on floor four takes magenta toner cartridges only."
+            )
+            await wait_for(pilot, lambda: "6 files" in app.status_bar.index_text)
+            assert app.index_status.chunks > before.chunks
+            await pilot.press("ctrl+t")  # search-only: passages, no model
+            assert app.search_only and "search only" in app.status_bar.model_text
+            await ask(pilot, "magenta toner for the plotter")
+            (turn,) = app.conversation_view.turns
+            assert turn.data.sources[0].path.endswith("it/printer.md")
+
+    run(scenario())
+
+
+def test_conversations_are_saved_and_reopened(handbook, embedder) -> None:  # type: ignore[no-untyped-def]
+    _, db = handbook
+
+    async def first_session() -> None:
+        app = make_app(db, embedder, use_model=False)
+        async with app.run_test(size=(120, 36)) as pilot:
+            await wait_ready(pilot)
+            await ask(pilot, "Where do visitors park?")
+            await ask(pilot, "How are taxis paid back?")
+            await pilot.press("ctrl+n")
+            await pilot.pause()
+            assert app.conversation_view.turns == []
+
+    async def second_session() -> None:
+        from localrag.tui.screens.pickers import ConversationsScreen
+
+        app = make_app(db, embedder, use_model=False)
+        async with app.run_test(size=(120, 36)) as pilot:
+            await wait_ready(pilot)
+            await pilot.press("ctrl+o")
+            await wait_for(pilot, lambda: isinstance(app.screen, ConversationsScreen))
+            screen = app.screen
+            assert isinstance(screen, ConversationsScreen)
+            assert [s.title for s in screen.summaries] == ["Where do visitors park?"]
+            await pilot.press("enter")
+            await wait_for(pilot, lambda: len(app.conversation_view.turns) == 2)
+            first, second = app.conversation_view.turns
+            assert first.data.question == "Where do visitors park?"
+            assert second.data.sources[0].path.endswith("finance/travel.md")
+            assert "taxis" in second.markdown.source
+            # Follow-ups continue the reopened conversation, in the same saved record.
+            assert app.conversation is not None and len(app.conversation.turns) == 2
+            await ask(pilot, "And hotels?")
+            assert len(app.assistant.conversations()) == 1
+            assert app.assistant.conversations()[0].turns == 3
+
+    run(first_session())
+    run(second_session())
+
+
+def test_copy_answer_puts_the_answer_and_its_sources_on_the_clipboard(handbook, embedder) -> None:  # type: ignore[no-untyped-def]
+    _, db = handbook
+    app = make_app(db, embedder, use_model=False)
+
+    async def scenario() -> None:
+        async with app.run_test(size=(120, 36)) as pilot:
+            await wait_ready(pilot)
+            await pilot.press("ctrl+y")
+            assert app.clipboard == ""  # nothing to copy yet, and no crash
+            await ask(pilot, "Where do visitors park?")
+            await pilot.press("ctrl+y")
+            assert "visitors" in app.clipboard
+            assert "Sources:\n[1] " in app.clipboard and "facilities/parking.md" in app.clipboard
+
+    run(scenario())
+
+
+def test_folders_are_added_and_removed_from_the_app(handbook, embedder, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    from localrag.tui.screens.folders import ConfirmScreen, FoldersScreen
+
+    _, db = handbook
+    extra = tmp_path / "recipes"
+    extra.mkdir()
+    (extra / "soup.md").write_text("# Lentil soup\n\nSimmer red lentils with a bay leaf.")
+    app = make_app(db, embedder, use_model=False, watch=True)
+
+    async def scenario() -> None:
+        async with app.run_test(size=(120, 36)) as pilot:
+            await wait_ready(pilot)
+            await wait_for(pilot, lambda: app.activity.state == "watching")
+            await pilot.press("f3")
+            await wait_for(pilot, lambda: isinstance(app.screen, FoldersScreen))
+            app.screen.query_one("#folder-input", Input).value = str(extra)
+            app.screen.query_one("#folder-input", Input).focus()
+            await pilot.press("enter")
+            await wait_for(pilot, lambda: "6 files" in app.status_bar.index_text)
+            assert "handbook +1" in app.status_bar.index_text
+            # Remove the handbook: confirm, then its files leave the index.
+            await pilot.press("f3")
+            await wait_for(pilot, lambda: isinstance(app.screen, FoldersScreen))
+            app.screen.query_one("#folder-list").focus()
+            await pilot.press("home", "d")
+            await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen))
+            await pilot.press("y")
+            await wait_for(pilot, lambda: "1 file" in app.status_bar.index_text)
+            assert app.status_bar.index_text.startswith("recipes")
+
+    run(scenario())
+
+
+def test_palette_offers_every_command(handbook, embedder) -> None:  # type: ignore[no-untyped-def]
+    _, db = handbook
+    app = make_app(db, embedder, use_model=False)
+
+    async def scenario() -> None:
+        async with app.run_test(size=(120, 36)) as pilot:
+            await wait_ready(pilot)
+            titles = [c.title for c in app.get_system_commands(app.screen)]
+            for wanted in (
+                "New conversation",
+                "Open conversation",
+                "Switch model",
+                "Add folder",
+                "Remove folder",
+                "Re-index",
+                "Show indexing errors",
+                "Search-only mode on",
+                "Copy answer",
+                "Quit",
+                "Theme",
+            ):
+                assert wanted in titles
+            await pilot.press("ctrl+p")
+            await pilot.pause()
+            await pilot.press(*"search-only")
+            await pilot.press("enter")
+            await wait_for(pilot, lambda: app.search_only)
+
+    run(scenario())
+
+
+def test_friendly_errors_for_a_broken_model_and_an_empty_knowledge_base(
+    embedder, tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
+    broken = tmp_path / "broken.gguf"
+    broken.write_bytes(b"GGUF" + b"\x00" * 20)
+    db = tmp_path / "empty.db"
+    from localrag.assistant import Assistant
+    from localrag.tui.app import LocalragApp
+
+    app = LocalragApp(Assistant(db, embedder=embedder), model_name=str(broken), watch=True)
+
+    async def scenario() -> None:
+        async with app.run_test(size=(80, 24)) as pilot:
+            await wait_ready(pilot)
+            assert app.model_state == "failed"
+            assert app.status_bar.model_text == "extractive mode (model failed)"
+            messages = [n.message for n in app._notifications]
+            assert any("broken.gguf" in m for m in messages)
+            welcome = app.conversation_view.query_one("#welcome")
+            assert "no folders yet" in str(welcome.render())
+            await ask(pilot, "anything there?")
+            (turn,) = app.conversation_view.turns
+            assert turn.data.error == "nothing is indexed yet: add a folder with f3"
+
+    run(scenario())
+
+
+def test_a_missing_embedding_model_is_explained(tmp_path: Path) -> None:
+    from localrag.assistant import Assistant
+    from localrag.tui.app import LocalragApp
+
+    app = LocalragApp(
+        Assistant(tmp_path / "kb.db", embedder_name=str(tmp_path / "no-such-embedder")),
+        watch=False,
+    )
+
+    async def scenario() -> None:
+        async with app.run_test(size=(80, 24)) as pilot:
+            await wait_for(pilot, lambda: app._open_error is not None)
+            await pilot.pause()
+            assert "cannot start" in str(app.conversation_view.query_one("#welcome").render())
+            await ask(pilot, "hello?")
+            (turn,) = app.conversation_view.turns
+            assert turn.data.error == app._open_error
+
+    run(scenario())

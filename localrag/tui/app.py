@@ -305,7 +305,7 @@ class LocalragApp(App[None]):
             [s.number for s in answer.cited],
             stopped=stopped,
             stats=answer.stats if answer.mode == "generated" else None,
-            hint=None,
+            no_model=answer.hint is not None,
         )
         self._ui(self._show_turn_sources, turn)
         self.conversation_id = self.assistant.save_turn(

@@ -120,6 +120,8 @@ class TurnView(Vertical):
         self.data.text += piece
         if self._stream is not None:
             await self._stream.write(self._linker.feed(piece))
+            if isinstance(self.parent, ConversationView):
+                self.parent.follow()
 
     async def finish(
         self,
@@ -128,14 +130,14 @@ class TurnView(Vertical):
         *,
         stopped: bool,
         stats: GenerationStats | None = None,
-        hint: str | None = None,
+        no_model: bool = False,
     ) -> None:
         if self._stream is not None:
             await self._stream.stop()
             self._stream = None
         self.data.text, self.data.cited, self.data.stopped = text, cited, stopped
         await self.markdown.update(self._final_markdown())
-        self.set_meta(self._meta(stats, hint))
+        self.set_meta(self._meta(stats, no_model))
 
     async def fail(self, message: str) -> None:
         if self._stream is not None:
@@ -150,7 +152,7 @@ class TurnView(Vertical):
             return link_citations(passages_markdown(self.data.sources, self.data.search_query))
         return link_citations(self.data.text)
 
-    def _meta(self, stats: GenerationStats | None, hint: str | None) -> str:
+    def _meta(self, stats: GenerationStats | None, no_model: bool) -> str:
         data = self.data
         parts: list[str] = []
         if data.mode == "generated":
@@ -159,21 +161,22 @@ class TurnView(Vertical):
                 f"{cited} of {len(data.sources)} sources cited" if cited else "no citations"
             )
         elif data.mode == "extractive":
-            parts.append(f"{len(data.sources)} passages, no model")
+            count = len(data.sources)
+            parts.append(f"{count} passage{'' if count == 1 else 's'}")
+            if no_model:
+                parts.append("no model")
         elif data.mode == "collection":
             parts.append(f"{len(data.sources)} files, from the whole index")
         if data.stopped:
             parts.append("stopped")
         if stats is not None and stats.tokens_per_s:
             parts.append(f"{stats.tokens_per_s:.0f} tokens/s")
-        if hint:
-            parts.append(hint)
         return " · ".join(parts)
 
     def show_saved(self) -> None:
         """A reopened turn: rendered once, no stream."""
         self.markdown.update(self._final_markdown())
-        self.set_meta(self._meta(None, None) or "")
+        self.set_meta(self._meta(None, False))
 
     def on_click(self) -> None:
         self.post_message(self.Clicked(self))
@@ -226,9 +229,6 @@ class ConversationView(VerticalScroll, can_focus=True):
     def compose(self) -> ComposeResult:
         yield Static(WELCOME, id="welcome", markup=False)
 
-    def on_mount(self) -> None:
-        self.anchor()  # stay at the bottom while an answer streams, until the user scrolls up
-
     @property
     def turns(self) -> list[TurnView]:
         return list(self.query(TurnView))
@@ -243,8 +243,13 @@ class ConversationView(VerticalScroll, can_focus=True):
         turn = TurnView(data)
         await self.mount(turn)
         self.select(turn)
-        self.anchor()
+        self.scroll_end(animate=False)
         return turn
+
+    def follow(self) -> None:
+        """Keep the end of a growing answer in view, unless the user scrolled up to read."""
+        if self.max_scroll_y - self.scroll_y <= 3:
+            self.call_after_refresh(self.scroll_end, animate=False)
 
     async def clear(self) -> None:
         await self.query(TurnView).remove()
