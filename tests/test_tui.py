@@ -372,3 +372,84 @@ def test_a_missing_embedding_model_is_explained(tmp_path: Path) -> None:
             assert turn.data.error == app._open_error
 
     run(scenario())
+
+
+def test_switching_models_from_the_picker(handbook, embedder, tiny_gguf) -> None:  # type: ignore[no-untyped-def]
+    from localrag.model_registry import ModelRegistry
+    from localrag.tui.screens.pickers import ModelScreen
+
+    _, db = handbook
+    ModelRegistry().import_file(tiny_gguf["q8_0"], name="tiny-chat")
+    app = make_app(db, embedder)  # the real loader: the registry's default model
+
+    async def scenario() -> None:
+        async with app.run_test(size=(120, 36)) as pilot:
+            await wait_ready(pilot)
+            assert app.status_bar.model_text == "model: tiny-chat"
+            await pilot.press("f2")
+            await wait_for(pilot, lambda: isinstance(app.screen, ModelScreen))
+            await pilot.press("down", "enter")  # the entry after the model: no model
+            await wait_for(pilot, lambda: app.model_state == "none")
+            assert app.assistant.llm is None
+            assert app.status_bar.model_text == "extractive mode — no model"
+            await pilot.press("f2")
+            await wait_for(pilot, lambda: isinstance(app.screen, ModelScreen))
+            await pilot.press("enter")
+            await wait_for(pilot, lambda: app.model_state == "ready")
+            assert app.status_bar.model_text == "model: tiny-chat"
+
+    run(scenario())
+
+
+def test_indexing_errors_are_listed(handbook, embedder) -> None:  # type: ignore[no-untyped-def]
+    from localrag.tui.screens.problems import ProblemsScreen
+
+    folder, db = handbook
+    (folder / "scan.pdf").write_bytes(b"%PDF-1.4 this is not really a pdf")
+    app = make_app(db, embedder, use_model=False, watch=True)
+
+    async def scenario() -> None:
+        async with app.run_test(size=(120, 36)) as pilot:
+            await wait_ready(pilot)
+            await wait_for(pilot, lambda: "1 error" in app.status_bar.index_text)
+            await pilot.press("f4")
+            await wait_for(pilot, lambda: isinstance(app.screen, ProblemsScreen))
+            screen = app.screen
+            assert isinstance(screen, ProblemsScreen)
+            (path, status, reason) = screen.problems[0]
+            assert path.endswith("scan.pdf") and status == "error" and reason
+            assert screen.query_one("#problem-table").row_count == 1
+
+    run(scenario())
+
+
+def test_sources_pane_opens_a_source_with_its_neighbours(tmp_path: Path, embedder) -> None:  # type: ignore[no-untyped-def]
+    folder = tmp_path / "notes"
+    folder.mkdir()
+    sections = [
+        f"## Section {i}\n\n" + f"Filler sentence number {i} about nothing. " * 30 for i in range(5)
+    ]
+    sections[2] = "## Boilers\n\nThe boiler is serviced every October by the caretaker."
+    (folder / "house.md").write_text("# House\n\n" + "\n\n".join(sections))
+    db = tmp_path / "index.db"
+    with Store.open(db) as store:
+        Indexer(store, embedder).index([folder])
+    app = make_app(db, embedder, use_model=False)
+
+    async def scenario() -> None:
+        async with app.run_test(size=(120, 36)) as pilot:
+            await wait_ready(pilot)
+            await ask(pilot, "When is the boiler serviced?")
+            app.action_focus_sources()
+            await pilot.press("enter")
+            await wait_for(pilot, lambda: isinstance(app.screen, SourceScreen))
+            screen = app.screen
+            assert isinstance(screen, SourceScreen)
+            assert "serviced every October" in screen.cited_text
+            before = len(screen.context)
+            assert before == 3  # the passage and one neighbour on each side
+            await pilot.press("plus")
+            await pilot.pause()
+            assert len(screen.context) > before
+
+    run(scenario())

@@ -55,7 +55,7 @@ class LocalragApp(App[None]):
         Binding("ctrl+y", "copy_answer", "Copy"),
         Binding("f2", "switch_model", "Model"),
         Binding("f3", "folders", "Folders"),
-        Binding("ctrl+e", "show_problems", "Errors", show=False),
+        Binding("f4", "show_problems", "Errors", show=False),
         Binding("ctrl+r", "reindex", "Re-index", show=False),
         Binding("ctrl+s", "focus_sources", "Sources", show=False),
         Binding("ctrl+l", "focus_question", "Question", show=False),
@@ -143,9 +143,9 @@ class LocalragApp(App[None]):
             try:
                 self.assistant.open()
                 status = self.assistant.index_status()
-            except LocalragError as exc:
-                self._open_error = str(exc)
-                self._ui(self._open_failed, str(exc))
+            except Exception as exc:  # whatever it is, say so on screen: no traceback
+                self._open_error = _describe(exc)
+                self._ui(self._open_failed, self._open_error)
                 return
             finally:
                 self._kb_opened.set()
@@ -209,11 +209,12 @@ class LocalragApp(App[None]):
                     title="Extractive mode",
                     timeout=10,
                 )
-        except LocalragError as exc:
+        except Exception as exc:  # llama.cpp raises plain errors for files it cannot load
             self.model_state = "failed"
             self._ui(
                 self.notify,
-                f"{exc}. Answers show the best passages until another model is chosen (f2).",
+                f"{_describe(exc)}. Answers show the best passages until another model "
+                "is chosen (f2).",
                 title="The model did not load",
                 severity="error",
                 timeout=20,
@@ -263,9 +264,7 @@ class LocalragApp(App[None]):
         except _Closing:
             pass
         except Exception as exc:  # a bug must not take the session down: show it, keep going
-            message = (
-                f"{type(exc).__name__}: {exc}" if not isinstance(exc, LocalragError) else str(exc)
-            )
+            message = _describe(exc)
             try:
                 self._ui(turn.fail, message)
                 self._ui(self.notify, message, title="No answer", severity="error")
@@ -569,7 +568,7 @@ class LocalragApp(App[None]):
         )
         yield SystemCommand(
             "Show indexing errors",
-            "Files that could not be indexed (ctrl+e)",
+            "Files that could not be indexed (f4)",
             self.action_show_problems,
         )
         mode = "off" if self.search_only else "on"
@@ -674,6 +673,11 @@ class LocalragApp(App[None]):
         self._shutting_down.set()
         self._stop_answer.set()
         self.assistant.close()
+
+
+def _describe(exc: BaseException) -> str:
+    """Our errors are written for the user; anything else is named, so it can be reported."""
+    return str(exc) if isinstance(exc, LocalragError) else f"{type(exc).__name__}: {exc}"
 
 
 def _welcome_text() -> str:
