@@ -4,9 +4,7 @@
 Every option of `localrag tui` works here too (`python tui.py --help`).
 """
 
-import sys
-
-from localrag.cli import cli
+from localrag.cli import tui
 
 if __name__ == "__main__":
-    cli(["tui", *sys.argv[1:]], prog_name="tui.py")
+    tui(prog_name="tui.py")

@@ -547,9 +547,12 @@ def tui(
     if folders:
         from localrag.store import Store
 
-        with Store.open(_db_path(db)) as store:
-            for folder in folders:
-                store.add_root(str(folder.expanduser().resolve()))
+        try:  # also run as `python tui.py`, outside the group that turns these into messages
+            with Store.open(_db_path(db)) as store:
+                for folder in folders:
+                    store.add_root(str(folder.expanduser().resolve()))
+        except LocalragError as exc:
+            raise click.ClickException(str(exc)) from exc
     app = LocalragApp(
         assistant,
         use_model=not no_model,

@@ -453,3 +453,32 @@ def test_sources_pane_opens_a_source_with_its_neighbours(tmp_path: Path, embedde
             assert len(screen.context) > before
 
     run(scenario())
+
+
+def test_keyboard_only_navigation(handbook, embedder) -> None:  # type: ignore[no-untyped-def]
+    from textual.widgets import OptionList
+
+    from localrag.tui.widgets.conversation import ConversationView
+
+    _, db = handbook
+    app = make_app(db, embedder, use_model=False)
+
+    async def scenario() -> None:
+        async with app.run_test(size=(80, 24)) as pilot:
+            await wait_ready(pilot)
+            await ask(pilot, "Where do visitors park?")
+            await ask(pilot, "How are taxis paid back?")
+            assert app.sources_pane.sources[0].path.endswith("travel.md")
+            # Focus goes in screen order: answers, question, sources.
+            await pilot.press("shift+tab")
+            assert isinstance(app.focused, ConversationView)
+            await pilot.press("up")  # the earlier answer, and its sources beside it
+            first = app.conversation_view.turns[0]
+            assert app.conversation_view.selected is first
+            assert app.sources_pane.sources[0].path.endswith("parking.md")
+            await pilot.press("tab", "tab")
+            assert isinstance(app.focused, OptionList)
+            await pilot.press("shift+tab")
+            assert isinstance(app.focused, Input)
+
+    run(scenario())

@@ -1,0 +1,57 @@
+"""`localrag tui` and `python tui.py`: the same command, its options and its refusals."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+from click.testing import CliRunner
+
+from localrag.cli import cli
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_tui_help_lists_its_options() -> None:
+    result = CliRunner().invoke(cli, ["tui", "--help"])
+    assert result.exit_code == 0
+    for option in ("--db", "--model", "--no-model", "--no-watch", "--polling", "--theme"):
+        assert option in result.output
+
+
+def test_tui_refuses_a_folder_that_is_not_there(tmp_path: Path) -> None:
+    result = CliRunner().invoke(cli, ["tui", str(tmp_path / "missing"), "--db", "x.db"])
+    assert result.exit_code == 2
+    assert "not a folder" in result.output
+    assert not (tmp_path / "x.db").exists()
+
+
+def test_tui_py_is_the_same_command() -> None:
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "tui.py"), "--help"],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("Usage: tui.py [OPTIONS] [FOLDERS]...")
+    assert "--no-watch" in result.stdout
+
+
+def test_tui_py_reports_a_broken_database_in_one_line(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.db"
+    bad.write_text("this is not a database")
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "tui.py"), str(tmp_path), "--db", str(bad)],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=60,
+    )
+    assert result.returncode == 1
+    assert (
+        result.stderr.strip()
+        == f"Error: {bad} is not a usable localrag index: file is not a database"
+    )
