@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from localrag.answer import Answer, AnswerSettings, Conversation
     from localrag.conversations import ConversationSummary, SavedTurn
     from localrag.embedder import Embedder
+    from localrag.indexer import IndexEvent, IndexReport
     from localrag.llm import LocalLLM
     from localrag.store import ChunkHit, Store
     from localrag.watcher import Watcher, WatchEvent
@@ -264,6 +265,17 @@ class Assistant:
         if self._on_watch_event is None:
             return []
         return self.start_watching(self._on_watch_event, polling=self._polling)
+
+    def index_now(self, on_event: Callable[[IndexEvent], None] | None = None) -> IndexReport:
+        """One incremental pass over every folder that exists (when nothing is watching)."""
+        from localrag.indexer import Indexer
+        from localrag.store import Store
+
+        if self.embedder is None:
+            raise LocalragError("the embedding model is not loaded yet")
+        present = [Path(f.path) for f in self.index_status().folders if f.exists]
+        with Store.open(self.db_path) as store:  # the indexer writes from this thread
+            return Indexer(store, self.embedder, on_event=on_event).index(present)
 
     @property
     def watching(self) -> bool:

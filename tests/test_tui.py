@@ -30,15 +30,19 @@ def handbook(tmp_path: Path, embedder) -> tuple[Path, Path]:  # type: ignore[no-
 
 def test_question_streams_a_cited_answer_and_its_sources(handbook, embedder, tiny_gguf) -> None:  # type: ignore[no-untyped-def]
     _, db = handbook
-    app = make_app(db, embedder, scripted_loader(tiny_gguf["q4_k_m"], LEAVE_ANSWER))
+    app = make_app(db, embedder, scripted_loader(tiny_gguf["q4_k_m"], LEAVE_ANSWER, slow=True))
 
     async def scenario() -> None:
         async with app.run_test(size=(120, 36)) as pilot:
             await wait_ready(pilot)
             assert app.model_state == "ready"
             assert "model:" in app.status_bar.model_text
-            await ask(pilot, "How long is parental leave for new parents?")
+            await ask(pilot, "How long is parental leave for new parents?", wait=False)
             (turn,) = app.conversation_view.turns
+            # Part of the answer is on screen while the rest is still being written.
+            await wait_for(pilot, lambda: 0 < len(turn.markdown.source) < len(LEAVE_ANSWER))
+            assert app.generating and "writing" in turn.meta_text
+            await wait_for(pilot, lambda: not app.generating)
             assert turn.data.error is None, turn.data.error
             assert turn.data.mode == "generated"
             assert turn.data.text == LEAVE_ANSWER
@@ -480,5 +484,24 @@ def test_keyboard_only_navigation(handbook, embedder) -> None:  # type: ignore[n
             assert isinstance(app.focused, OptionList)
             await pilot.press("shift+tab")
             assert isinstance(app.focused, Input)
+
+    run(scenario())
+
+
+def test_reindex_without_watching_picks_up_changes(handbook, embedder) -> None:  # type: ignore[no-untyped-def]
+    folder, db = handbook
+    app = make_app(db, embedder, use_model=False, watch=False)
+
+    async def scenario() -> None:
+        async with app.run_test(size=(120, 36)) as pilot:
+            await wait_ready(pilot)
+            assert "5 files" in app.status_bar.index_text
+            (folder / "hr" / "leave.md").unlink()
+            (folder / "it" / "printer.md").write_text("# Printers\n\nMagenta toner only.")
+            (folder / "it" / "wifi.md").write_text("# Wi-Fi\n\nThe guest network is open.")
+            await pilot.press("ctrl+r")
+            await wait_for(pilot, lambda: "6 files" in app.status_bar.index_text)
+            assert app.activity.state == "not watching"
+            assert not app.assistant.watching
 
     run(scenario())

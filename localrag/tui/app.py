@@ -33,6 +33,7 @@ from localrag.tui.widgets.status import Activity, StatusBar
 
 if TYPE_CHECKING:
     from localrag.answer import Answer, Conversation, Source
+    from localrag.indexer import IndexEvent
     from localrag.store import ChunkHit
     from localrag.watcher import WatchEvent
 
@@ -528,12 +529,27 @@ class LocalragApp(App[None]):
     def action_reindex(self) -> None:
         try:
             self._wait(self._kb_opened)
-            missing = self.assistant.restart_watching()
-            self._ui(self.notify, "Re-indexing: changed files are picked up.", timeout=3)
-            if missing:
-                self._ui(self._folders_missing, missing, True)
+            if self._open_error:
+                return
+            if self.assistant.watching or self.keep_index_live:
+                # The watcher starts with a full incremental pass: restarting it re-indexes.
+                self._ui(self.notify, "Re-indexing: changed files are picked up.", timeout=3)
+                missing = self.assistant.restart_watching()
+                if missing:
+                    self._ui(self._folders_missing, missing, True)
+                return
+            report = self.assistant.index_now(self._on_index_event)
+            self.post_message(self.WatchUpdate(_watch_event("reconciled")))
+            summary = f"{report.changed} changed, {report.failed} failed"
+            self._ui(self.notify, f"Re-indexed: {summary}.", timeout=4)
+        except LocalragError as exc:
+            self._ui(self.notify, str(exc), title="Re-index failed", severity="error")
         except _Closing:
             pass
+
+    def _on_index_event(self, event: IndexEvent) -> None:
+        """A one-off re-index reports like the watcher's start-up pass does."""
+        self.post_message(self.WatchUpdate(_watch_event("reconcile", index=event)))
 
     def action_show_problems(self) -> None:
         from localrag.tui.screens.problems import ProblemsScreen
@@ -602,7 +618,8 @@ class LocalragApp(App[None]):
         elif kind == "batch":
             self._set_activity(Activity("indexing", 0, event.paths, event.queue_depth))
         elif kind in ("watching", "idle", "reconciled", "batch-done"):
-            self._set_activity(Activity("watching", queue=event.queue_depth))
+            state = "watching" if self.assistant.watching else "not watching"
+            self._set_activity(Activity(state, queue=event.queue_depth))
         elif kind == "stopped":
             self._set_activity(Activity("stopped"))
         elif kind == "notice" and event.message:
@@ -673,6 +690,12 @@ class LocalragApp(App[None]):
         self._shutting_down.set()
         self._stop_answer.set()
         self.assistant.close()
+
+
+def _watch_event(kind: str, **fields: Any) -> WatchEvent:
+    from localrag.watcher import WatchEvent
+
+    return WatchEvent(kind, **fields)
 
 
 def _describe(exc: BaseException) -> str:
