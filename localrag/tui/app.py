@@ -195,13 +195,13 @@ class LocalragApp(App[None]):
     def _load_model(self, name: str | None, use_model: bool) -> None:
         """Worker thread: load a model (or none) and show the outcome."""
         self._model_settled.clear()
-        self.model_state = "loading"
-        self._ui(self._show_model_state, name)
+        self._ui(self._set_model_state, "loading", name)
+        state = "failed"
         try:
             loaded = self.assistant.load_model(name) if use_model else None
             if not use_model:
                 self.assistant.unload_model()
-            self.model_state = "ready" if loaded else "none"
+            state = "ready" if loaded else "none"
             if use_model and not loaded:
                 self._ui(
                     self.notify,
@@ -211,7 +211,6 @@ class LocalragApp(App[None]):
                     timeout=10,
                 )
         except Exception as exc:  # llama.cpp raises plain errors for files it cannot load
-            self.model_state = "failed"
             self._ui(
                 self.notify,
                 f"{_describe(exc)}. Answers show the best passages until another model "
@@ -222,7 +221,12 @@ class LocalragApp(App[None]):
             )
         finally:
             self._model_settled.set()
-            self._ui(self._show_model_state)
+            self._ui(self._set_model_state, state)
+
+    def _set_model_state(self, state: str, loading: str | None = None) -> None:
+        """On the app's thread, so the state and the status bar never disagree."""
+        self.model_state = state
+        self._show_model_state(loading)
 
     def _show_model_state(self, loading: str | None = None) -> None:
         state = self.model_state
@@ -284,6 +288,9 @@ class LocalragApp(App[None]):
         if not search_only and not self._model_settled.is_set():
             self._ui(turn.set_meta, "waiting for the model to load…")
             self._wait(self._model_settled)
+        if self._stop_answer.is_set():  # esc while waiting: nothing was asked yet
+            self._ui(turn.fail, "stopped before answering")
+            return
         status = self.assistant.index_status()
         if not status.searchable:
             raise LocalragError(
@@ -308,9 +315,13 @@ class LocalragApp(App[None]):
             no_model=answer.hint is not None,
         )
         self._ui(self._show_turn_sources, turn)
-        self.conversation_id = self.assistant.save_turn(
-            self.conversation_id, answer, stopped=stopped
-        )
+        try:
+            self.conversation_id = self.assistant.save_turn(
+                self.conversation_id, answer, stopped=stopped
+            )
+        except Exception as exc:  # the answer stands; only keeping it failed
+            message = f"This answer was not saved: {_describe(exc)}"
+            self._ui(self.notify, message, title="Not saved", severity="warning")
 
     def _stream(self, answer: Answer, turn: TurnView) -> bool:
         """Feed the answer to the turn as it is written; True when the user stopped it."""
