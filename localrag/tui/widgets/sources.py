@@ -78,7 +78,8 @@ class SourcesPane(Vertical):
             return
         shown = turn.shown_sources
         cited = set(turn.cited)
-        note = f"{len(shown)} cited" if cited else f"{len(shown)} passages"
+        count = len(shown)
+        note = f"{count} cited" if cited else f"{count} passage{'' if count == 1 else 's'}"
         self.query_one("#sources-title", Label).update(f"Sources · {note} · enter opens")
         for source in shown:
             option_id = f"source-{source.number}"
