@@ -27,15 +27,8 @@ TITLE_CHARS = 60
 UNTITLED = "Untitled conversation"
 
 
-@dataclass(frozen=True)
-class ConversationSummary:
-    """A saved conversation as a list of conversations shows it."""
-
-    id: int
-    title: str
-    created_at: float
-    updated_at: float
-    turns: int
+# A saved conversation as a list shows it: id, title, created/updated times, turn count.
+ConversationSummary = ConversationRow
 
 
 @dataclass(frozen=True)
@@ -106,7 +99,7 @@ def save_turn(store: Store, conversation_id: int, turn: SavedTurn) -> None:
 
 def list_conversations(store: Store, limit: int = 200) -> list[ConversationSummary]:
     """Saved conversations, most recently used first."""
-    return [_summary(row) for row in store.conversation_rows(limit)]
+    return store.conversation_rows(limit)
 
 
 def load_conversation(
@@ -120,7 +113,7 @@ def load_conversation(
         raise LocalragError(
             f"there is no saved conversation with id {conversation_id} (it may have been deleted)"
         )
-    return _summary(row), [_turn(t) for t in turns]
+    return row, [_turn(t) for t in turns]
 
 
 def delete_conversation(store: Store, conversation_id: int) -> bool:
@@ -133,10 +126,6 @@ def to_conversation(turns: list[SavedTurn]) -> Conversation:
     return Conversation(
         [Turn(t.question, t.answer, t.search_query, list(t.sources)) for t in turns]
     )
-
-
-def _summary(row: ConversationRow) -> ConversationSummary:
-    return ConversationSummary(row.id, row.title, row.created_at, row.updated_at, row.turns)
 
 
 def _turn(row: TurnRow) -> SavedTurn:

@@ -25,13 +25,13 @@ from localrag.conversations import (
     title_for,
     to_conversation,
 )
-from localrag.documents import Chunk
 from localrag.embedder import Embedder
 from localrag.errors import LocalragError, StoreError
 from localrag.indexer import Indexer
 from localrag.prompt import Passage
 from localrag.retrieval import SearchResult
-from localrag.store import MIGRATIONS, SCHEMA_VERSION, ChunkHit, PendingDocument, Store
+from localrag.store import MIGRATIONS, SCHEMA_VERSION, ChunkHit, Store
+from tests.store_helpers import pending_document, vectors_for
 
 
 @pytest.fixture
@@ -294,46 +294,18 @@ def test_missing_optional_fields_get_neutral_defaults() -> None:
 # -- passages around a passage ------------------------------------------------------------------
 
 
-def _pending(path: str, root_id: int, texts: list[str]) -> PendingDocument:
-    chunks = [
-        Chunk(
-            ordinal=i,
-            text=t,
-            heading_path=("H",),
-            char_start=10 * i,
-            char_end=10 * i + len(t),
-            token_count=3,
-            line_start=i + 1,
-            line_end=i + 1,
-        )
-        for i, t in enumerate(texts)
-    ]
-    return PendingDocument(
-        path=path,
-        root_id=root_id,
-        size=1,
-        mtime_ns=1,
-        content_hash="h" + path,
-        format="text",
-        title=None,
-        chunks=chunks,
-        text_hashes=[f"hash-{t}" for t in texts],
-    )
-
-
-def _vectors(texts: list[str], dim: int = 8) -> dict[str, np.ndarray]:
-    rng = np.random.default_rng(0)
-    return {f"hash-{t}": rng.standard_normal(dim).astype(np.float32) for t in texts}
-
-
 def test_chunk_neighbours_stay_inside_the_document_and_in_order(store: Store) -> None:
     store.bind_embedder("test-model", 8, "0" * 64)
     root = store.add_root("/docs")
     texts = ["a0", "a1", "a2", "a3"]
     # Another file's chunks sit right next to a.txt's ids and ordinals: they must not leak in.
-    store.replace_document(_pending("/docs/0.txt", root.id, ["z0", "z1"]), _vectors(["z0", "z1"]))
-    store.replace_document(_pending("/docs/a.txt", root.id, texts), _vectors(texts))
-    store.replace_document(_pending("/docs/b.txt", root.id, ["b0", "b1"]), _vectors(["b0", "b1"]))
+    store.replace_document(
+        pending_document("/docs/0.txt", root.id, ["z0", "z1"]), vectors_for(["z0", "z1"])
+    )
+    store.replace_document(pending_document("/docs/a.txt", root.id, texts), vectors_for(texts))
+    store.replace_document(
+        pending_document("/docs/b.txt", root.id, ["b0", "b1"]), vectors_for(["b0", "b1"])
+    )
     ids = {text: chunk_id for chunk_id, text in store.db.execute("SELECT id, text FROM chunks")}
 
     def texts_around(text: str, before: int = 1, after: int = 1) -> list[str]:

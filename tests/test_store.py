@@ -4,35 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 import pytest
 
-from localrag.documents import Chunk
 from localrag.errors import StoreError
-from localrag.store import SCHEMA_VERSION, PendingDocument, Store
-
-
-def _pending(path: str, root_id: int, texts: list[str]) -> PendingDocument:
-    chunks = [
-        Chunk(ordinal=i, text=t, heading_path=("H",), char_start=0, char_end=len(t), token_count=3)
-        for i, t in enumerate(texts)
-    ]
-    return PendingDocument(
-        path=path,
-        root_id=root_id,
-        size=1,
-        mtime_ns=1,
-        content_hash="h" + path,
-        format="text",
-        title=None,
-        chunks=chunks,
-        text_hashes=[f"hash-{t}" for t in texts],
-    )
-
-
-def _vectors(texts: list[str], dim: int = 8) -> dict[str, np.ndarray]:
-    rng = np.random.default_rng(0)
-    return {f"hash-{t}": rng.standard_normal(dim).astype(np.float32) for t in texts}
+from localrag.store import SCHEMA_VERSION, Store
+from tests.store_helpers import pending_document, vectors_for
 
 
 @pytest.fixture
@@ -69,13 +45,13 @@ def test_newer_schema_and_non_database_files_are_refused(tmp_path):
 def test_replace_is_atomic_when_it_fails_half_way(store):
     root = store.add_root("/docs")
     store.replace_document(
-        _pending("/docs/a.txt", root.id, ["one", "two"]), _vectors(["one", "two"])
+        pending_document("/docs/a.txt", root.id, ["one", "two"]), vectors_for(["one", "two"])
     )
     # The second version lacks a vector for one new passage: the write fails inside the
     # transaction, and the first version must be fully intact.
     with pytest.raises(StoreError):
         store.replace_document(
-            _pending("/docs/a.txt", root.id, ["one", "three"]), _vectors(["one"])
+            pending_document("/docs/a.txt", root.id, ["one", "three"]), vectors_for(["one"])
         )
     texts = [r[0] for r in store.db.execute("SELECT text FROM chunks ORDER BY ordinal")]
     assert texts == ["one", "two"]
@@ -85,8 +61,12 @@ def test_replace_is_atomic_when_it_fails_half_way(store):
 
 def test_identical_passages_share_one_vector_and_garbage_is_collected(store):
     root = store.add_root("/docs")
-    store.replace_document(_pending("/docs/a.txt", root.id, ["same", "a"]), _vectors(["same", "a"]))
-    store.replace_document(_pending("/docs/b.txt", root.id, ["same", "b"]), _vectors(["b"]))
+    store.replace_document(
+        pending_document("/docs/a.txt", root.id, ["same", "a"]), vectors_for(["same", "a"])
+    )
+    store.replace_document(
+        pending_document("/docs/b.txt", root.id, ["same", "b"]), vectors_for(["b"])
+    )
     assert store.stats().embeddings == 3
     store.delete_documents(["/docs/a.txt"])
     assert store.collect_garbage() == 1  # "a" is gone, "same" is still used by b.txt
@@ -96,7 +76,9 @@ def test_identical_passages_share_one_vector_and_garbage_is_collected(store):
 
 def test_deleting_a_document_removes_its_chunks_from_fts(store):
     root = store.add_root("/docs")
-    store.replace_document(_pending("/docs/a.txt", root.id, ["zebra"]), _vectors(["zebra"]))
+    store.replace_document(
+        pending_document("/docs/a.txt", root.id, ["zebra"]), vectors_for(["zebra"])
+    )
     assert store.fts_search('"zebra"', 5)
     store.delete_documents(["/docs/a.txt"])
     assert store.fts_search('"zebra"', 5) == []
