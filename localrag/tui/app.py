@@ -27,7 +27,7 @@ from textual.widgets import Footer, Input
 
 from localrag.assistant import Assistant, IndexStatus
 from localrag.errors import LocalragError
-from localrag.tui.widgets.conversation import ConversationView, TurnData, TurnView
+from localrag.tui.widgets.conversation import WELCOME, ConversationView, TurnData, TurnView
 from localrag.tui.widgets.sources import SourcesPane
 from localrag.tui.widgets.status import Activity, StatusBar
 
@@ -658,7 +658,7 @@ class LocalragApp(App[None]):
         was_empty = self.index_status is None or not self.index_status.folders
         self._show_index(message.status)
         if was_empty and message.status.folders:
-            self.conversation_view.set_welcome(_welcome_text())
+            self.conversation_view.set_welcome(WELCOME)
 
     # -- threads ----------------------------------------------------------------------------------
 
@@ -712,9 +712,3 @@ def _watch_event(kind: str, **fields: Any) -> WatchEvent:
 def _describe(exc: BaseException) -> str:
     """Our errors are written for the user; anything else is named, so it can be reported."""
     return str(exc) if isinstance(exc, LocalragError) else f"{type(exc).__name__}: {exc}"
-
-
-def _welcome_text() -> str:
-    from localrag.tui.widgets.conversation import WELCOME
-
-    return WELCOME
