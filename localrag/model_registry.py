@@ -99,6 +99,8 @@ class ModelEntry:
     added_at: str
     base_model: str | None = None  # fine-tuned models only
     adapter: str | None = None  # fine-tuned models only
+    # Fine-tuned models: how they were made (base model hash, dataset hash, training settings).
+    lineage: dict[str, Any] | None = None
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -255,6 +257,7 @@ class ModelRegistry:
         source: str | None = None,
         base_model: str | None = None,
         adapter: str | None = None,
+        lineage: dict[str, Any] | None = None,
         progress: Progress | None = None,
     ) -> ModelEntry:
         """Install a local GGUF file: copied (default), symlinked, or moved into the folder.
@@ -286,7 +289,9 @@ class ModelRegistry:
             if duplicate is not None:
                 raise ModelError(f"{src} is already installed as {duplicate.name!r}")
             entry = _entry_from(name, dest.name, sha, info, source or f"import:{src}")
-            return self.add(replace(entry, base_model=base_model, adapter=adapter))
+            return self.add(
+                replace(entry, base_model=base_model, adapter=adapter, lineage=lineage)
+            )
         except BaseException:
             if not in_place:
                 _undo_place(src, dest, mode)
