@@ -1,0 +1,242 @@
+"""Answer quality on held-out questions: does retrieval, fine-tuning or both answer best?
+
+The comparison of Ovadia et al. 2023 (arXiv 2312.05934) on the user's own documents: the same
+questions go to the base model and the fine-tuned one, each without retrieval (the question
+alone) and with it (localrag's own `ask` pipeline). Each answer is scored against the reference
+answer by containment (the normalised reference appears in the answer) and token F1 (SQuAD
+style), citations by precision (cited passages that come from the question's source document),
+and each mode by its latency.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import string
+import time
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from localrag.errors import ConfigError
+
+if TYPE_CHECKING:
+    from localrag.embedder import Embedder
+    from localrag.llm import LocalLLM
+    from localrag.store import Store
+
+CLOSED_BOOK_PROMPT = (
+    "Answer the question in one or two sentences. If you do not know, say so; do not guess."
+)
+
+
+@dataclass(frozen=True)
+class HeldOutQuestion:
+    question: str
+    answer: str  # the reference answer: short, what a correct answer must contain
+    document: str | None = None  # path (or path suffix) of the document that answers it
+
+
+@dataclass
+class ModeScores:
+    """One row of the comparison: a model, with or without retrieval."""
+
+    mode: str
+    questions: int = 0
+    containment: float = 0.0
+    f1: float = 0.0
+    citation_precision: float | None = None  # None: no citations to judge (closed book)
+    seconds_per_answer: float = 0.0
+    answers: list[str] = field(default_factory=list)
+
+
+# -- questions ------------------------------------------------------------------------------------
+
+
+def load_held_out(path: Path) -> list[HeldOutQuestion]:
+    """Questions from JSONL: localrag's dataset test split, or {"question", "answer"} lines.
+
+    A dataset example's reference is its `final_answer` when it has one (the RAFT answer
+    also holds reasoning and quotes); its document is its oracle's path.
+    """
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except OSError as exc:
+        raise ConfigError(f"cannot read {path}: {exc.strerror or exc}") from exc
+    questions: list[HeldOutQuestion] = []
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            item = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise ConfigError(f"{path}:{number}: not JSON ({exc.msg})") from exc
+        question = item.get("question") or item.get("q") if isinstance(item, dict) else None
+        answer = (
+            (item.get("final_answer") or item.get("answer")) if isinstance(item, dict) else None
+        )
+        if not isinstance(question, str) or not isinstance(answer, str) or not answer.strip():
+            raise ConfigError(f"{path}:{number}: expected an object with question and answer")
+        document = item.get("document") or item.get("file")
+        oracle = item.get("oracle")
+        if document is None and isinstance(oracle, dict):
+            document = oracle.get("path")
+        questions.append(HeldOutQuestion(question, answer, str(document) if document else None))
+    if not questions:
+        raise ConfigError(f"{path} holds no questions")
+    return questions
+
+
+# -- scoring --------------------------------------------------------------------------------------
+
+_ARTICLES = re.compile(r"\b(a|an|the)\b")
+_PUNCTUATION = str.maketrans("", "", string.punctuation)
+
+
+def normalise_answer(text: str) -> str:
+    """Lower case, no punctuation or articles, single spaces (the SQuAD normalisation)."""
+    text = _ARTICLES.sub(" ", text.casefold().translate(_PUNCTUATION))
+    return " ".join(text.split())
+
+
+def contains_answer(prediction: str, reference: str) -> bool:
+    wanted = normalise_answer(reference)
+    return bool(wanted) and f" {wanted} " in f" {normalise_answer(prediction)} "
+
+
+def token_f1(prediction: str, reference: str) -> float:
+    predicted = normalise_answer(prediction).split()
+    wanted = normalise_answer(reference).split()
+    common = sum((Counter(predicted) & Counter(wanted)).values())
+    if not predicted or not wanted or not common:
+        return 0.0
+    precision, recall = common / len(predicted), common / len(wanted)
+    return 2 * precision * recall / (precision + recall)
+
+
+def citation_precision(cited_paths: Sequence[str], document: str | None) -> float | None:
+    """Share of cited passages from the question's document; None when nothing can be judged."""
+    if document is None or not cited_paths:
+        return None
+    return sum(1 for p in cited_paths if p.endswith(document)) / len(cited_paths)
+
+
+# -- running --------------------------------------------------------------------------------------
+
+Progress = Callable[[str, int, int], None]
+
+
+def closed_book_answer(llm: LocalLLM, question: str, max_tokens: int) -> str:
+    prompt = llm.chat_prompt(
+        [{"role": "system", "content": CLOSED_BOOK_PROMPT}, {"role": "user", "content": question}]
+    )
+    return llm.complete(prompt.tokens, max_tokens=max_tokens, temperature=0.0).strip()
+
+
+def evaluate_answers(
+    questions: Sequence[HeldOutQuestion],
+    models: dict[str, LocalLLM],
+    store: Store,
+    embedder: Embedder,
+    *,
+    max_tokens: int = 128,
+    progress: Progress | None = None,
+) -> list[ModeScores]:
+    """Each model without and with retrieval, on the same questions, in a fixed order."""
+    from localrag.answer import Answerer
+
+    rows: list[ModeScores] = []
+    for label, llm in models.items():
+        for with_rag in (False, True):
+            row = ModeScores(f"{label} + RAG" if with_rag else label)
+            answerer = Answerer(store, embedder, llm) if with_rag else None
+            precisions: list[float] = []
+            started = time.perf_counter()
+            for index, item in enumerate(questions):
+                if progress:
+                    progress(row.mode, index, len(questions))
+                if answerer is None:
+                    text = closed_book_answer(llm, item.question, max_tokens)
+                else:
+                    answer = answerer.ask(item.question)
+                    text = answer.read()
+                    score = citation_precision([s.path for s in answer.cited], item.document)
+                    if score is not None:
+                        precisions.append(score)
+                row.answers.append(text)
+                row.containment += contains_answer(text, item.answer)
+                row.f1 += token_f1(text, item.answer)
+            count = max(1, len(questions))
+            row.questions = len(questions)
+            row.containment /= count
+            row.f1 /= count
+            row.seconds_per_answer = (time.perf_counter() - started) / count
+            row.citation_precision = sum(precisions) / len(precisions) if precisions else None
+            rows.append(row)
+    return rows
+
+
+# -- reporting ------------------------------------------------------------------------------------
+
+
+def scores_json(rows: Sequence[ModeScores]) -> list[dict[str, object]]:
+    return [
+        {
+            "mode": r.mode,
+            "questions": r.questions,
+            "containment": round(r.containment, 4),
+            "f1": round(r.f1, 4),
+            "citation_precision": None
+            if r.citation_precision is None
+            else round(r.citation_precision, 4),
+            "seconds_per_answer": round(r.seconds_per_answer, 3),
+        }
+        for r in rows
+    ]
+
+
+def chart_svg(rows: Sequence[ModeScores], title: str = "Answer quality by mode") -> str:
+    """A grouped bar chart (containment, F1, citation precision per mode) as standalone SVG."""
+    metrics = [("containment", "#4c78a8"), ("F1", "#f58518"), ("citation precision", "#54a24b")]
+    group_width, bar, left, top, height = 150, 36, 60, 50, 220
+    width = left + group_width * max(1, len(rows)) + 20
+    parts = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{top + height + 90}" '
+        'font-family="sans-serif" font-size="12">',
+        f'<text x="{left}" y="24" font-size="16">{_escape(title)}</text>',
+    ]
+    for tick in range(0, 11, 2):
+        y = top + height - tick / 10 * height
+        parts.append(
+            f'<line x1="{left - 4}" y1="{y}" x2="{width - 20}" y2="{y}" stroke="#ddd"/>'
+            f'<text x="{left - 8}" y="{y + 4}" text-anchor="end">{tick / 10:.1f}</text>'
+        )
+    for index, row in enumerate(rows):
+        x0 = left + index * group_width + 10
+        values = [row.containment, row.f1, row.citation_precision]
+        for offset, ((_, colour), value) in enumerate(zip(metrics, values, strict=True)):
+            if value is None:
+                continue
+            h = value * height
+            parts.append(
+                f'<rect x="{x0 + offset * (bar + 4)}" y="{top + height - h:.1f}" width="{bar}" '
+                f'height="{h:.1f}" fill="{colour}"><title>{value:.3f}</title></rect>'
+            )
+        parts.append(
+            f'<text x="{x0 + (3 * bar) / 2}" y="{top + height + 18}" text-anchor="middle">'
+            f"{_escape(row.mode)}</text>"
+        )
+    for offset, (name, colour) in enumerate(metrics):
+        x = left + offset * 150
+        parts.append(
+            f'<rect x="{x}" y="{top + height + 40}" width="12" height="12" fill="{colour}"/>'
+            f'<text x="{x + 18}" y="{top + height + 50}">{name}</text>'
+        )
+    parts.append("</svg>")
+    return "\n".join(parts)
+
+
+def _escape(text: str) -> str:
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
