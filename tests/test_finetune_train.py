@@ -1,0 +1,508 @@
+"""LoRA training and merging on CPU with real tiny models (transformers + peft back end)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from localrag.errors import LocalragError
+from localrag.finetune import backends
+from localrag.finetune.backends import choose_backend
+from localrag.finetune.merge import merge_adapter
+from localrag.finetune.sft_data import IGNORE, build_training_set, tokenize_chat
+from localrag.finetune.train import (
+    TrainProgress,
+    TrainResult,
+    TrainSettings,
+    checkpoint_steps,
+    hash_base_model,
+    train_lora,
+)
+from tests.helpers_llm import TinySpec, write_tiny_model
+
+torch = pytest.importorskip("torch")
+transformers = pytest.importorskip("transformers")
+peft = pytest.importorskip("peft")
+
+REPO = Path(__file__).resolve().parent.parent
+
+# Four short conversations a tiny model can learn by heart.
+CHATS: list[list[dict[str, str]]] = [
+    [
+        {"role": "user", "content": "Where is the meeting on Tuesday?"},
+        {"role": "assistant", "content": "In room 12 at 10:30."},
+    ],
+    [
+        {"role": "system", "content": "Answer from the garden notes."},
+        {"role": "user", "content": "How often should I water tomatoes?"},
+        {"role": "assistant", "content": "Deeply, twice a week."},
+    ],
+    [
+        {"role": "user", "content": "What does the invoice exporter write?"},
+        {"role": "assistant", "content": "CSV files for the accounting department."},
+    ],
+    [
+        {"role": "user", "content": "How long do the lentils simmer?"},
+        {"role": "assistant", "content": "For thirty minutes."},
+    ],
+]
+DATASET_SHA = "d" * 64
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_torch_thread() -> Iterator[None]:
+    """One thread: these tiny models train ~15× faster than with two threads on a busy 2-core
+    machine (the threads wait on each other), and the rest of the suite keeps a core."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+# Fast and memorising: a 4-example batch per step, high learning rate.
+FAST = TrainSettings(
+    lora_r=8,
+    lora_alpha=16,
+    learning_rate=2e-3,
+    max_steps=20,
+    batch_size=4,
+    grad_accum=1,
+    warmup_steps=2,
+    save_every=50,
+)
+
+
+def write_dataset(folder: Path, chats: list[list[dict[str, str]]], manifest: bool = True) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    lines = [json.dumps({"id": i, "messages": m}) for i, m in enumerate(chats)]
+    (folder / "train.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    if manifest:
+        (folder / "manifest.json").write_text(json.dumps({"dataset_sha256": DATASET_SHA}))
+    return folder
+
+
+@pytest.fixture(scope="module")
+def dataset_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_dataset(tmp_path_factory.mktemp("dataset"), CHATS)
+
+
+@dataclass
+class Trained:
+    result: TrainResult
+    reports: list[TrainProgress]
+
+
+@pytest.fixture(scope="module")
+def trained(
+    tiny_llm_dir: Path, dataset_dir: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Trained:
+    """One short run on the memorisable set, shared by the tests that read its outputs."""
+    reports: list[TrainProgress] = []
+    result = train_lora(
+        tiny_llm_dir,
+        dataset_dir,
+        tmp_path_factory.mktemp("run") / "out",
+        FAST,
+        progress=reports.append,
+    )
+    return Trained(result, reports)
+
+
+@pytest.fixture(scope="module")
+def llama_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_tiny_model(tmp_path_factory.mktemp("llama") / "tiny-llama", TinySpec("llama"))
+
+
+def load_tokenizer(folder: Path) -> Any:
+    return transformers.AutoTokenizer.from_pretrained(str(folder))
+
+
+def adapter_tensors(adapter_dir: Path) -> dict[str, Any]:
+    from safetensors.torch import load_file
+
+    return load_file(str(adapter_dir / "adapter_model.safetensors"))
+
+
+def prompt_ids(folder: Path) -> list[int]:
+    tok = load_tokenizer(folder)
+    text = tok.apply_chat_template(CHATS[0][:1], tokenize=False, add_generation_prompt=True)
+    return list(tok(text, add_special_tokens=False)["input_ids"])
+
+
+def logits_of(model: Any, ids: list[int]) -> np.ndarray:
+    with torch.no_grad():
+        return model(torch.tensor([ids])).logits[0].double().numpy()
+
+
+def load_base(folder: Path) -> Any:
+    return transformers.AutoModelForCausalLM.from_pretrained(str(folder), dtype=torch.float32)
+
+
+# --------------------------------------------------------------------------- training
+
+
+def test_loss_goes_down_on_a_memorisable_set(trained: Trained) -> None:
+    losses = trained.result.losses
+    assert len(losses) == 20 and all(np.isfinite(losses))
+    assert np.mean(losses[-5:]) < 0.5 * np.mean(losses[:3])
+    assert losses[-1] < 1.0  # learnt, not merely nudged
+
+
+def test_progress_reports_every_step_with_eta(trained: Trained) -> None:
+    reports = trained.reports
+    assert [r.step for r in reports] == list(range(1, 21))
+    assert {r.total_steps for r in reports} == {20}
+    assert [r.loss for r in reports] == trained.result.losses
+    assert all(r.tokens_per_s > 0 for r in reports)
+    assert reports[-1].eta_s == 0 and reports[0].eta_s > reports[10].eta_s > 0
+    assert reports[-1].epoch == pytest.approx(20.0)  # 4 examples, one batch of 4 per step
+    # Linear warmup over 2 steps, then decay towards zero.
+    lrs = [r.learning_rate for r in reports]
+    assert lrs[0] == pytest.approx(1e-3) and lrs[1] == pytest.approx(2e-3)
+    assert lrs[2] > lrs[10] > lrs[-1] > 0
+
+
+def run_with_stop(
+    base: Path, data: Path, out: Path, settings: TrainSettings, stop_at: int | None
+) -> TrainResult:
+    """Train, simulating a crash right after step `stop_at` (its checkpoint already written)."""
+
+    class Crash(Exception):
+        pass
+
+    def progress(p: TrainProgress) -> None:
+        if p.step == stop_at:
+            raise Crash
+
+    try:
+        return train_lora(base, data, out, settings, progress=progress)
+    except Crash:
+        return train_lora(base, data, out, settings, resume=True)
+
+
+def test_resume_gives_the_same_adapter_and_losses(
+    tiny_llm_dir: Path, dataset_dir: Path, tmp_path: Path
+) -> None:
+    # Dropout draws from the RNG and one step spans two micro-batches of one example, so a
+    # resume must restore RNG state, optimizer, scheduler and the position in the data order.
+    settings = TrainSettings(
+        lora_r=4,
+        lora_alpha=8,
+        lora_dropout=0.1,
+        learning_rate=1e-3,
+        max_steps=10,
+        batch_size=1,
+        grad_accum=2,
+        warmup_steps=3,
+        save_every=5,
+    )
+    whole = run_with_stop(tiny_llm_dir, dataset_dir, tmp_path / "whole", settings, None)
+    resumed = run_with_stop(tiny_llm_dir, dataset_dir, tmp_path / "resumed", settings, 5)
+
+    assert whole.resumed_from is None and resumed.resumed_from == 5
+    assert resumed.losses == whole.losses and len(whole.losses) == 10
+    want, got = adapter_tensors(whole.adapter_dir), adapter_tensors(resumed.adapter_dir)
+    assert want.keys() == got.keys() and want
+    for name in want:
+        assert torch.equal(want[name], got[name]), name
+    record = json.loads(resumed.training_json.read_text())
+    assert record["resumed_from"] == [5] and record["steps"] == 10
+    # Checkpoints are complete folders, written under a temporary name first.
+    assert checkpoint_steps(tmp_path / "resumed") == [5]
+    assert not [p for p in (tmp_path / "resumed").rglob("*") if "partial" in p.name]
+    state = json.loads((tmp_path / "resumed/checkpoints/step-5/state.json").read_text())
+    assert state["step"] == 5 and state["data_position"] == 10 and len(state["losses"]) == 5
+
+
+def test_resume_refuses_other_settings_and_a_fresh_run_refuses_a_used_folder(
+    tiny_llm_dir: Path, dataset_dir: Path, tmp_path: Path
+) -> None:
+    settings = TrainSettings(lora_r=4, max_steps=2, grad_accum=1, batch_size=4, save_every=1)
+    out = tmp_path / "out"
+    train_lora(tiny_llm_dir, dataset_dir, out, settings)
+    assert checkpoint_steps(out) == [1]
+    with pytest.raises(LocalragError, match="already holds a training run"):
+        train_lora(tiny_llm_dir, dataset_dir, out, settings)
+    other = TrainSettings(lora_r=4, max_steps=2, grad_accum=1, batch_size=4, learning_rate=1e-3)
+    with pytest.raises(LocalragError, match="learning_rate"):
+        train_lora(tiny_llm_dir, dataset_dir, out, other, resume=True)
+
+
+def test_training_json_records_the_run(trained: Trained, tiny_llm_dir: Path) -> None:
+    result = trained.result
+    record = json.loads(result.training_json.read_text())
+    assert record["base_model"]["path"] == str(tiny_llm_dir.resolve())
+    assert record["base_model"]["sha256"] == hash_base_model(tiny_llm_dir)
+    assert record["base_model"]["files"] == ["config.json", "model.safetensors"]
+    assert record["dataset"]["dataset_sha256"] == DATASET_SHA
+    assert record["dataset"]["used"] == 4 and record["dataset"]["dropped_too_long"] == 0
+    assert len(record["dataset"]["train_sha256"]) == 64
+    assert record["backend"] == {"name": "peft", "device": "cpu", "reason": result.choice.reason}
+    settings = record["settings"]
+    assert settings["lora_r"] == 8 and settings["learning_rate"] == 2e-3
+    assert settings["max_steps"] == 20 and settings["seed"] == 0
+    assert settings["target_modules"] == [
+        "q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"
+    ]  # fmt: skip
+    assert record["losses"] == result.losses and record["steps"] == 20
+    assert record["duration_s"] > 0 and record["tokens"] > 0
+    for lib in ("torch", "transformers", "peft", "python"):
+        assert record["versions"][lib]
+    assert record["versions"]["peft"] == peft.__version__
+    adapter_config = json.loads((result.adapter_dir / "adapter_config.json").read_text())
+    assert adapter_config["r"] == 8 and adapter_config["lora_alpha"] == 16
+
+
+def test_base_model_hash_covers_the_weights(tmp_path: Path, tiny_llm_dir: Path) -> None:
+    a = write_tiny_model(tmp_path / "a", TinySpec(layers=1))
+    b = write_tiny_model(tmp_path / "b", TinySpec(layers=1, seed=5))
+    assert hash_base_model(a) != hash_base_model(b)
+    assert hash_base_model(a) == hash_base_model(
+        write_tiny_model(tmp_path / "c", TinySpec(layers=1))
+    )
+
+
+# --------------------------------------------------------------------------- merging
+
+
+def test_merged_model_matches_base_plus_adapter(
+    trained: Trained, tiny_llm_dir: Path, tmp_path: Path
+) -> None:
+    ids = prompt_ids(tiny_llm_dir)
+    base = logits_of(load_base(tiny_llm_dir), ids)
+    with_adapter = peft.PeftModel.from_pretrained(
+        load_base(tiny_llm_dir), str(trained.result.adapter_dir)
+    )
+    want = logits_of(with_adapter, ids)
+    assert np.abs(want - base).max() > 0.1  # the adapter matters, so the check below can fail
+
+    merged_dir = merge_adapter(
+        tiny_llm_dir, trained.result.adapter_dir, tmp_path / "merged", dtype="float32"
+    )
+    merged = transformers.AutoModelForCausalLM.from_pretrained(str(merged_dir))
+    assert merged.dtype == torch.float32
+    assert not any("lora" in name for name, _ in merged.named_parameters())
+    assert np.abs(logits_of(merged, ids) - want).max() < 1e-4
+    lineage = json.loads((merged_dir / "merge.json").read_text())
+    assert lineage["training"]["dataset"]["dataset_sha256"] == DATASET_SHA
+
+
+def test_float16_merge_converts_to_gguf_and_llama_cpp_agrees(
+    trained: Trained, tiny_llm_dir: Path, tmp_path: Path
+) -> None:
+    from localrag.gguf_convert import convert
+
+    llama_cpp = pytest.importorskip("llama_cpp")
+    merged_dir = merge_adapter(tiny_llm_dir, trained.result.adapter_dir, tmp_path / "m16")
+    raw = (merged_dir / "model.safetensors").read_bytes()
+    header = json.loads(raw[8 : 8 + int.from_bytes(raw[:8], "little")])
+    assert {v["dtype"] for k, v in header.items() if k != "__metadata__"} == {"F16"}
+    for name in ("tokenizer.json", "tokenizer_config.json"):
+        assert (merged_dir / name).read_bytes() == (tiny_llm_dir / name).read_bytes()
+    merged = transformers.AutoModelForCausalLM.from_pretrained(str(merged_dir))
+    assert merged.dtype == torch.float16
+
+    gguf_path = convert(merged_dir, tmp_path / "merged.gguf", outtype="f16")
+    ids = prompt_ids(tiny_llm_dir)
+    llm = llama_cpp.Llama(
+        model_path=str(gguf_path), n_ctx=64, logits_all=True, verbose=False, n_threads=1
+    )
+    assert (
+        llm.tokenize(load_tokenizer(tiny_llm_dir).decode(ids).encode(), add_bos=False, special=True)
+        == ids
+    )
+    llm.eval(ids)
+    got = np.array(llm.scores[: len(ids)], dtype=np.float64)
+    want = logits_of(merged.float(), ids)
+    # f16 weights, f16 KV cache: agreement to about a percent of the largest logit.
+    assert np.abs(got - want).max() / np.abs(want).max() < 0.02
+    assert (got.argmax(axis=1) == want.argmax(axis=1)).mean() > 0.9
+
+
+def test_merge_refuses_a_used_folder_and_unknown_dtype(
+    trained: Trained, tiny_llm_dir: Path, tmp_path: Path
+) -> None:
+    (tmp_path / "used").mkdir()
+    (tmp_path / "used" / "x").write_text("x")
+    with pytest.raises(LocalragError, match="already exists"):
+        merge_adapter(tiny_llm_dir, trained.result.adapter_dir, tmp_path / "used")
+    with pytest.raises(LocalragError, match="dtype"):
+        merge_adapter(tiny_llm_dir, trained.result.adapter_dir, tmp_path / "m", dtype="int8")
+    with pytest.raises(LocalragError, match="not a LoRA adapter"):
+        merge_adapter(tiny_llm_dir, tmp_path, tmp_path / "m")
+
+
+# --------------------------------------------------------------------------- labels
+
+
+def unmasked_spans(ids: list[int], labels: list[int]) -> list[list[int]]:
+    spans: list[list[int]] = []
+    previous = IGNORE
+    for token, label in zip(ids, labels, strict=True):
+        if label != IGNORE:
+            assert label == token
+            if previous == IGNORE:
+                spans.append([])
+            spans[-1].append(token)
+        previous = label
+    return spans
+
+
+@pytest.mark.parametrize("family", ["qwen2", "llama"])
+def test_labels_cover_only_the_assistant_turns(
+    family: str, tiny_llm_dir: Path, llama_dir: Path
+) -> None:
+    folder = tiny_llm_dir if family == "qwen2" else llama_dir
+    eot_text = "<|im_end|>" if family == "qwen2" else "<|eot_id|>"
+    tok = load_tokenizer(folder)
+    chat = [
+        *CHATS[1],
+        {"role": "user", "content": "And in August?"},
+        {"role": "assistant", "content": "Every other day."},
+    ]
+    eot = {tok.convert_tokens_to_ids(eot_text)}
+    example = tokenize_chat(tok, chat, eot)
+    # The whole conversation, exactly as the template renders it …
+    assert tok.decode(example.input_ids) == tok.apply_chat_template(chat, tokenize=False)
+    # … and loss on each answer and the token that ends it, nothing else.
+    spans = unmasked_spans(example.input_ids, example.labels)
+    assert [tok.decode(s) for s in spans] == [
+        f"Deeply, twice a week.{eot_text}",
+        f"Every other day.{eot_text}",
+    ]
+
+
+def test_truncation_keeps_the_prompt_and_drops_what_cannot_fit(tiny_llm_dir: Path) -> None:
+    tok = load_tokenizer(tiny_llm_dir)
+    eot = {tok.eos_token_id}
+    long, short = (
+        CHATS[2],
+        [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Yes."}],
+    )
+    full = tokenize_chat(tok, long, eot)
+    prompt_len = next(k for k, label in enumerate(full.labels) if label != IGNORE)
+    assert len(tokenize_chat(tok, short, eot).input_ids) <= prompt_len
+
+    cut = prompt_len + 3
+    examples, stats = build_training_set(tok, [long, short], max_seq_len=cut)
+    assert (stats.used, stats.truncated, stats.dropped_too_long) == (2, 1, 0)
+    truncated = examples[0]
+    assert truncated.input_ids == full.input_ids[:cut]
+    trained = [
+        t for t, label in zip(truncated.input_ids, truncated.labels, strict=True) if label != IGNORE
+    ]
+    assert trained == full.input_ids[prompt_len:cut]
+    assert tok.eos_token_id not in trained  # no end token after a cut
+
+    examples, stats = build_training_set(tok, [long, short], max_seq_len=prompt_len)
+    assert (stats.used, stats.truncated, stats.dropped_too_long) == (1, 0, 1)
+    assert any("max_seq_len" in note for note in stats.notes)
+    with pytest.raises(LocalragError, match="no usable training examples"):
+        build_training_set(tok, [long], max_seq_len=prompt_len)
+
+
+def test_a_template_that_rewrites_the_prompt_is_reported(tiny_llm_dir: Path) -> None:
+    tok = load_tokenizer(tiny_llm_dir)
+    # A template whose generation prompt is not how it renders the assistant's turn.
+    tok.chat_template = (
+        "{% for m in messages %}{{ m['role'] }}: {{ m['content'] }}\n{% endfor %}"
+        "{% if add_generation_prompt %}ASSISTANT:{% endif %}"
+    )
+    with pytest.raises(LocalragError, match="does not render their prompt"):
+        build_training_set(tok, CHATS, max_seq_len=256)
+
+
+def test_bad_training_lines_name_the_line(tiny_llm_dir: Path, tmp_path: Path) -> None:
+    folder = tmp_path / "bad"
+    folder.mkdir()
+    (folder / "train.jsonl").write_text(
+        json.dumps({"messages": CHATS[0]}) + "\n" + json.dumps({"messages": CHATS[0][:1]}) + "\n"
+    )
+    with pytest.raises(LocalragError, match=r"train\.jsonl:2: no assistant message"):
+        train_lora(tiny_llm_dir, folder, tmp_path / "out", FAST)
+
+
+# --------------------------------------------------------------------------- back ends
+
+
+@pytest.fixture
+def fake_unsloth(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+    """Put a package named unsloth on sys.path whose import runs the given source."""
+
+    def install(source: str) -> None:
+        package = tmp_path / "site" / "unsloth"
+        package.mkdir(parents=True)
+        (package / "__init__.py").write_text(source)
+        monkeypatch.syspath_prepend(str(tmp_path / "site"))
+
+    yield install
+    sys.modules.pop("unsloth", None)
+
+
+def test_auto_uses_peft_on_cpu_and_says_why_not_unsloth() -> None:
+    choice = choose_backend(TrainSettings())
+    assert (choice.name, choice.device) == ("peft", "cpu")
+    assert "unsloth" in choice.reason
+    with pytest.raises(LocalragError, match="unsloth back end cannot run here"):
+        choose_backend(TrainSettings(backend="unsloth"))
+    with pytest.raises(LocalragError, match="cuda"):
+        choose_backend(TrainSettings(device="cuda"))
+    with pytest.raises(LocalragError, match="back end"):
+        choose_backend(TrainSettings(backend="trl"))
+
+
+def test_an_unsloth_that_fails_to_import_is_a_reason_not_a_crash(
+    fake_unsloth: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    fake_unsloth("raise NotImplementedError('Unsloth cannot find any torch accelerator')\n")
+    choice = choose_backend(TrainSettings())
+    assert choice.name == "peft" and choice.device == "cuda"
+    assert "NotImplementedError" in choice.reason and "accelerator" in choice.reason
+    with pytest.raises(LocalragError, match="NotImplementedError"):
+        choose_backend(TrainSettings(backend="unsloth"))
+    # Explicit overrides still win.
+    assert choose_backend(TrainSettings(device="cpu")).device == "cpu"
+
+
+def test_auto_picks_unsloth_when_a_gpu_and_unsloth_are_there(
+    fake_unsloth: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    fake_unsloth("FastLanguageModel = None\n")
+    assert choose_backend(TrainSettings()).name == "unsloth"
+    assert choose_backend(TrainSettings(backend="peft")).name == "peft"
+    assert choose_backend(TrainSettings(device="cpu")).name == "peft"
+
+
+def test_missing_libraries_say_how_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "peft", None)
+    with pytest.raises(LocalragError, match=r"localrag\[finetune\]"):
+        backends.require_stack()
+
+
+def test_the_finetune_modules_import_without_torch() -> None:
+    code = (
+        "import sys\n"
+        "for name in ('torch', 'transformers', 'peft'): sys.modules[name] = None\n"
+        "import localrag.finetune.train, localrag.finetune.merge, localrag.finetune.backends\n"
+        "from localrag.errors import LocalragError\n"
+        "from localrag.finetune.train import TrainSettings\n"
+        "from localrag.finetune.backends import choose_backend\n"
+        "try:\n"
+        "    choose_backend(TrainSettings())\n"
+        "except LocalragError as exc:\n"
+        "    print(exc)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True
+    )
+    assert "pip install 'localrag[finetune]'" in out.stdout
