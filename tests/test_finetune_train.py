@@ -292,7 +292,11 @@ def test_merged_model_matches_base_plus_adapter(
     assert not any("lora" in name for name, _ in merged.named_parameters())
     assert np.abs(logits_of(merged, ids) - want).max() < 1e-4
     lineage = json.loads((merged_dir / "merge.json").read_text())
-    assert lineage["training"]["dataset"]["dataset_sha256"] == DATASET_SHA
+    assert lineage["base_model"] == str(tiny_llm_dir.resolve())
+    assert lineage["adapter"] == str(trained.result.adapter_dir.resolve())
+    assert lineage["dataset_sha256"] == DATASET_SHA and lineage["dtype"] == "float32"
+    assert lineage["base_sha256"] == hash_base_model(tiny_llm_dir)
+    assert lineage["final_loss"] == trained.result.losses[-1]
 
 
 def test_float16_merge_converts_to_gguf_and_llama_cpp_agrees(

@@ -49,17 +49,29 @@ def _check_inputs(base_dir: Path, adapter_dir: Path, out_dir: Path, dtype: str) 
 
 
 def _lineage(base_dir: Path, adapter_dir: Path, dtype: str) -> dict[str, Any]:
-    """merge.json: what was merged; the training record is copied in when it is beside."""
+    """merge.json: what was merged, and from training.json beside the adapter (when it is
+    there) what identifies the run; the lineage a registered model carries."""
     record: dict[str, Any] = {
-        "merged_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "base_model": str(base_dir),
         "adapter": str(adapter_dir),
         "dtype": dtype,
+        "merged_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
-    training = adapter_dir.parent / "training.json"
-    if training.is_file():
-        with contextlib.suppress(OSError, ValueError):  # lineage is a courtesy, not a need
-            record["training"] = json.loads(training.read_text(encoding="utf-8"))
+    training: dict[str, Any] = {}
+    with contextlib.suppress(OSError, ValueError):  # lineage is a courtesy, not a need
+        training = json.loads((adapter_dir.parent / "training.json").read_text(encoding="utf-8"))
+    if isinstance(training, dict) and training:
+        dataset = training.get("dataset") or {}
+        losses = training.get("losses") or []
+        record |= {
+            "base_sha256": (training.get("base_model") or {}).get("sha256"),
+            "dataset_sha256": dataset.get("dataset_sha256"),
+            "train_sha256": dataset.get("train_sha256"),
+            "backend": training.get("backend"),
+            "settings": training.get("settings"),
+            "steps": training.get("steps"),
+            "final_loss": losses[-1] if losses else None,
+        }
     return record
 
 
