@@ -273,6 +273,7 @@ def test_base_model_hash_covers_the_weights(tmp_path: Path, tiny_llm_dir: Path) 
 # --------------------------------------------------------------------------- merging
 
 
+@pytest.mark.filterwarnings("ignore::FutureWarning")  # peft calls a renamed transformers API
 def test_merged_model_matches_base_plus_adapter(
     trained: Trained, tiny_llm_dir: Path, tmp_path: Path
 ) -> None:

@@ -413,6 +413,29 @@ def _autocast(torch: Any, loaded: LoadedModel) -> contextlib.AbstractContextMana
     return contextlib.nullcontext()
 
 
+def _accumulate(
+    batches: list[dict[str, Any]], loaded: LoadedModel, scaler: Any, torch: Any
+) -> tuple[float, int]:
+    """Forward and backward one optimizer step's micro-batches; returns (loss, tokens seen).
+
+    Token-weighted: each micro-batch's mean loss counts by its answer tokens, so the step's
+    gradient and loss are the mean over all of them whatever the padding or batch split.
+    """
+    counts = [_counted_labels(b) for b in batches]
+    window = max(1, sum(counts))
+    step_loss, tokens = 0.0, 0
+    for batch, count in zip(batches, counts, strict=True):
+        if count == 0:
+            continue
+        on_device = {k: v.to(loaded.device) for k, v in batch.items()}
+        with _autocast(torch, loaded):
+            loss = loaded.model(**on_device).loss
+        scaler.scale(loss * (count / window)).backward()
+        step_loss += float(loss.detach()) * count / window
+        tokens += int(batch["attention_mask"].sum())
+    return step_loss, tokens
+
+
 def _load_tokenizer(base_dir: Path, transformers: Any) -> Any:
     with quiet_transformers():
         tokenizer = transformers.AutoTokenizer.from_pretrained(str(base_dir))
@@ -516,19 +539,8 @@ def train_lora(
                 collate([dataset[i] for i in schedule.micro_batch(m)], pad_id, torch)
                 for m in schedule.step_micro_batches(step)
             ]
-            counts = [_counted_labels(b) for b in batches]
-            window = max(1, sum(counts))
-            step_loss = 0.0
-            for batch, count in zip(batches, counts, strict=True):
-                if count == 0:
-                    continue
-                batch = {k: v.to(loaded.device) for k, v in batch.items()}
-                with _autocast(torch, loaded):
-                    loss = model(**batch).loss
-                # Token-weighted: the step's loss is the mean over all its answer tokens.
-                scaler.scale(loss * (count / window)).backward()
-                step_loss += float(loss.detach()) * count / window
-                session_tokens += int(batch["attention_mask"].sum())
+            step_loss, tokens = _accumulate(batches, loaded, scaler, torch)
+            session_tokens += tokens
             scaler.unscale_(optimizer)
             torch.nn.utils.clip_grad_norm_(params, settings.max_grad_norm)
             lr = float(optimizer.param_groups[0]["lr"])
