@@ -567,6 +567,139 @@ def tui(
         assistant.close()
 
 
+# -- finetune -------------------------------------------------------------------------------------
+
+
+@cli.group()
+def finetune() -> None:
+    """Specialise a language model on your own documents (RAFT-style data, LoRA training)."""
+
+
+@finetune.command(name="dataset")
+@click.argument("out_dir", type=click.Path(file_okay=False, path_type=Path))
+@db_option
+@embedder_option
+@click.option(
+    "--model",
+    "model_name",
+    default=None,
+    help="Model that writes the questions: name or .gguf path (default: the default model).",
+)
+@click.option(
+    "--passages", type=click.IntRange(1), default=None, help="Passages to sample [default: 200]"
+)
+@click.option(
+    "--per-passage",
+    type=click.IntRange(1, 10),
+    default=None,
+    help="Questions asked about each passage [default: 2]",
+)
+@click.option(
+    "--distractors",
+    type=click.IntRange(0, 20),
+    default=None,
+    help="Passages from other documents shown with each question [default: 3]",
+)
+@click.option(
+    "--oracle-share",
+    type=click.FloatRange(0.0, 1.0),
+    default=None,
+    help="Share of examples whose sources hold the answer [default: 0.8]",
+)
+@click.option(
+    "--test-share",
+    type=click.FloatRange(0.0, 1.0, max_open=True),
+    default=None,
+    help="Share of documents (or questions) held out for testing [default: 0.2]",
+)
+@click.option(
+    "--min-chars",
+    type=click.IntRange(0),
+    default=None,
+    help="Shorter passages are not asked about [default: 200]",
+)
+@click.option("--seed", type=int, default=None, help="Seed for every random choice [default: 0]")
+@click.option(
+    "--from-jsonl",
+    "from_jsonl",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    default=None,
+    help="Use your own examples instead: chat {messages} or {question, answer, context} lines.",
+)
+def finetune_dataset(
+    out_dir: Path,
+    db: Path | None,
+    embedder_name: str | None,
+    model_name: str | None,
+    passages: int | None,
+    per_passage: int | None,
+    distractors: int | None,
+    oracle_share: float | None,
+    test_share: float | None,
+    min_chars: int | None,
+    seed: int | None,
+    from_jsonl: Path | None,
+) -> None:
+    """Build a training set in OUT_DIR: train.jsonl, test.jsonl and manifest.json.
+
+    From the index (RAFT style): a local model writes questions with quotes about sampled
+    passages; each example shows the passage among distractors from other documents (or
+    distractors only) and an answer that quotes and cites it. Documents never straddle the
+    train/test split. With --from-jsonl your own examples are checked, deduplicated and split.
+    """
+    from localrag.finetune.dataset import DatasetSettings, build_dataset, dataset_from_jsonl
+
+    given: dict[str, Any] = {
+        "passages": passages,
+        "questions_per_passage": per_passage,
+        "distractors": distractors,
+        "oracle_share": oracle_share,
+        "test_share": test_share,
+        "min_chars": min_chars,
+        "seed": seed,
+    }
+    settings = DatasetSettings(**{k: v for k, v in given.items() if v is not None})
+    if from_jsonl is not None:
+        report = dataset_from_jsonl(from_jsonl, out_dir, settings)
+        console.print(report.summary())
+        return
+    from localrag.embedder import load_embedder
+    from localrag.llm import load_llm
+
+    with _open_store(db, create=False) as store:
+        embedder = load_embedder(embedder_name)
+        with err_console.status("Loading the language model…"):
+            llm = load_llm(model_name)
+        if llm is None:
+            raise LocalragError(
+                "no language model to write the questions: add one with `localrag models pull` "
+                "(online) or `localrag models import FILE.gguf`, or give your own examples "
+                "with --from-jsonl FILE"
+            )
+        progress = Progress(
+            TextColumn("[bold]Writing questions"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            console=err_console,
+            transient=True,
+        )
+        task = progress.add_task("", total=None)
+
+        def on_progress(done: int, total: int) -> None:
+            progress.update(task, completed=done, total=total)
+
+        try:
+            with progress:
+                report = build_dataset(store, embedder, llm, out_dir, settings, on_progress)
+        except KeyboardInterrupt:
+            err_console.print("[yellow]Interrupted.[/] Nothing was written.")
+            sys.exit(130)
+        finally:
+            llm.close()
+    console.print(report.summary())
+
+
 # -- status ---------------------------------------------------------------------------------------
 
 

@@ -99,10 +99,17 @@ def _messages(
     for asked, answered in history:
         messages.append({"role": "user", "content": asked})
         messages.append({"role": "assistant", "content": answered})
-    intro = "<sources>\n" if blocks else "<sources>\n(none)\n"
-    outro = "</sources>\n\nQuestion: "
-    messages.append({"role": "user", "content": [intro, *blocks, outro, question]})
+    messages.append({"role": "user", "content": sources_turn(question, blocks)})
     return messages
+
+
+def sources_turn(question: str, blocks: Sequence[str]) -> list[str]:
+    """The user turn's parts: fenced, numbered source blocks, then the question.
+
+    Public so fine-tuning data is written exactly as `ask` prompts the model.
+    """
+    intro = "<sources>\n" if blocks else "<sources>\n(none)\n"
+    return [intro, *blocks, "</sources>\n\nQuestion: ", question]
 
 
 def pack_prompt(

@@ -702,6 +702,16 @@ class Store:
     def chunk_count(self) -> int:
         return int(self.db.execute("SELECT count(*) FROM chunks").fetchone()[0])
 
+    def passage_frame(self) -> list[tuple[int, str, int, int]]:
+        """(chunk id, document path, characters, embedding id) of every chunk of an indexed
+        document, by path and position: what fine-tuning data samples passages from."""
+        rows = self.db.execute(
+            "SELECT c.id, d.path, length(c.text), c.embedding_id FROM chunks c "
+            "JOIN documents d ON d.id = c.document_id WHERE d.status = 'indexed' "
+            "ORDER BY d.path, c.ordinal"
+        )
+        return [(r[0], r[1], r[2], r[3]) for r in rows]
+
     def chunk_hits(self, chunk_ids: Sequence[int]) -> dict[int, ChunkHit]:
         hits: dict[int, ChunkHit] = {}
         for start in range(0, len(chunk_ids), 500):
