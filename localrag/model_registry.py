@@ -289,9 +289,7 @@ class ModelRegistry:
             if duplicate is not None:
                 raise ModelError(f"{src} is already installed as {duplicate.name!r}")
             entry = _entry_from(name, dest.name, sha, info, source or f"import:{src}")
-            return self.add(
-                replace(entry, base_model=base_model, adapter=adapter, lineage=lineage)
-            )
+            return self.add(replace(entry, base_model=base_model, adapter=adapter, lineage=lineage))
         except BaseException:
             if not in_place:
                 _undo_place(src, dest, mode)

@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import os
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -298,12 +298,12 @@ class Store:
             sqlite_vec.load(db)
             db.enable_load_extension(False)
             db.execute("PRAGMA busy_timeout = 10000")
-            db.execute("PRAGMA journal_mode = WAL")
+            store = cls(path, db)
+            _retry_locked(lambda: db.execute("PRAGMA journal_mode = WAL"))
             # NORMAL in WAL mode never corrupts; a power cut may drop the last commits only.
             db.execute("PRAGMA synchronous = NORMAL")
             db.execute("PRAGMA foreign_keys = ON")
-            store = cls(path, db)
-            store._migrate()
+            _retry_locked(store._migrate)
         except sqlite3.DatabaseError as exc:
             raise StoreError(f"{path} is not a usable localrag index: {exc}") from exc
         return store
@@ -318,19 +318,29 @@ class Store:
         self.close()
 
     def _migrate(self) -> None:
-        version = self.db.execute("PRAGMA user_version").fetchone()[0]
-        if version > SCHEMA_VERSION:
-            raise StoreError(
-                f"{self.path} was written by a newer localrag (schema {version}); upgrade localrag"
-            )
-        for number in range(version, SCHEMA_VERSION):
+        while True:
+            version = self.db.execute("PRAGMA user_version").fetchone()[0]
+            if version > SCHEMA_VERSION:
+                raise StoreError(
+                    f"{self.path} was written by a newer localrag (schema {version}); "
+                    "upgrade localrag"
+                )
+            if version == SCHEMA_VERSION:
+                return
             # executescript commits whatever is open first, so the script carries its own
             # BEGIN/COMMIT: the schema change and the version bump land together or not at all.
             try:
                 self.db.executescript(
-                    f"BEGIN IMMEDIATE;\n{MIGRATIONS[number]}\n"
-                    f"PRAGMA user_version = {number + 1};\nCOMMIT;"
+                    f"BEGIN IMMEDIATE;\n{MIGRATIONS[version]}\n"
+                    f"PRAGMA user_version = {version + 1};\nCOMMIT;"
                 )
+            except sqlite3.OperationalError:
+                if self.db.in_transaction:
+                    self.db.execute("ROLLBACK")
+                # Another process opening the same new database may have migrated between
+                # our read of the version and our lock: then go on from where it got to.
+                if self.db.execute("PRAGMA user_version").fetchone()[0] == version:
+                    raise
             except BaseException:
                 if self.db.in_transaction:
                     self.db.execute("ROLLBACK")
@@ -932,6 +942,24 @@ class Store:
 
     def integrity_check(self) -> str:
         return str(self.db.execute("PRAGMA integrity_check").fetchone()[0])
+
+
+def _retry_locked(step: Callable[[], object], seconds: float = 10.0) -> None:
+    """Run a set-up step, retrying while another connection is creating the same database.
+
+    Setting WAL mode and the first migration need the write lock, and while a new file is
+    still in rollback-journal mode SQLite reports "locked" at once instead of waiting (to
+    avoid a deadlock), so several processes opening one new database must take turns.
+    """
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            step()
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.02)
 
 
 _GLOB_CHARS = frozenset("*?[")

@@ -101,3 +101,28 @@ def test_readers_see_committed_files_only(tmp_path, store):
         assert reader.document("/docs/half.txt") is not None
     finally:
         reader.close()
+
+
+def test_opening_a_new_database_from_many_connections_at_once(tmp_path: Path) -> None:
+    import threading
+
+    for attempt in range(10):
+        path = tmp_path / f"race-{attempt}.db"
+        start = threading.Barrier(4)
+        errors: list[BaseException] = []
+
+        def open_it(path: Path = path, start: threading.Barrier = start) -> None:
+            start.wait()
+            try:
+                Store.open(path).close()
+            except BaseException as exc:  # collected: a thread's exception is otherwise lost
+                errors.append(exc)
+
+        threads = [threading.Thread(target=open_it) for _ in range(4)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert errors == []
+        with Store.open(path) as store:
+            assert store.db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
