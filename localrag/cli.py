@@ -700,6 +700,112 @@ def finetune_dataset(
     console.print(report.summary())
 
 
+@finetune.command(name="train")
+@click.argument("base", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.argument("dataset", type=click.Path(exists=True, path_type=Path))
+@click.option("--name", required=True, help="Name to install the fine-tuned model under.")
+@click.option(
+    "--out",
+    "out_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Run folder for checkpoints, adapter and merged model [default: runs/NAME].",
+)
+@click.option(
+    "--backend",
+    type=click.Choice(["auto", "unsloth", "peft"]),
+    default="auto",
+    help="unsloth needs a supported GPU; auto picks it when it works.",
+)
+@click.option("--steps", type=click.IntRange(1), default=None, help="Optimizer steps.")
+@click.option("--epochs", type=click.IntRange(1), default=None, help="Passes over the data.")
+@click.option("--lr", "learning_rate", type=float, default=None, help="Learning rate.")
+@click.option("--rank", "lora_r", type=click.IntRange(1), default=None, help="LoRA rank.")
+@click.option("--max-seq-len", type=click.IntRange(64), default=None, help="Tokens per example.")
+@click.option("--seed", type=int, default=None, help="Seed for every random choice.")
+@click.option("--resume", is_flag=True, help="Continue from the newest checkpoint in --out.")
+@click.option("--quantize", "quantization", default="Q4_K_M", show_default=True, help="GGUF type.")
+def finetune_train(
+    base: Path,
+    dataset: Path,
+    name: str,
+    out_dir: Path | None,
+    backend: str,
+    steps: int | None,
+    epochs: int | None,
+    learning_rate: float | None,
+    lora_r: int | None,
+    max_seq_len: int | None,
+    seed: int | None,
+    resume: bool,
+    quantization: str,
+) -> None:
+    """Fine-tune BASE (a Hugging Face model folder) on DATASET, then install it as NAME.
+
+    LoRA training (unsloth on a supported GPU, transformers + peft otherwise), then the
+    adapter is merged into the base, converted to GGUF, quantized and registered with its
+    lineage; `localrag models default NAME` makes `ask` and the TUI use it.
+    """
+    from localrag.finetune.backends import choose_backend
+    from localrag.finetune.export import export_model
+    from localrag.finetune.merge import merge_adapter
+    from localrag.finetune.train import TrainProgress, TrainSettings, train_lora
+    from localrag.model_registry import ModelRegistry, validate_name
+
+    validate_name(name)
+    if ModelRegistry().find(name) is not None:
+        raise LocalragError(f"a model named {name!r} is already installed; pick another --name")
+    given: dict[str, Any] = {
+        "backend": backend,
+        "max_steps": steps,
+        "epochs": epochs,
+        "learning_rate": learning_rate,
+        "lora_r": lora_r,
+        "max_seq_len": max_seq_len,
+        "seed": seed,
+    }
+    settings = TrainSettings(**{k: v for k, v in given.items() if v is not None})
+    settings.check()
+    run_dir = out_dir or Path("runs") / name
+    choice = choose_backend(settings)
+    err_console.print(f"Training with {choice.name} on {choice.device}: {choice.reason}")
+    progress = Progress(
+        TextColumn("[bold]Training"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("loss {task.fields[loss]}"),
+        TextColumn("ETA {task.fields[eta]}"),
+        console=err_console,
+        transient=True,
+    )
+    task = progress.add_task("", total=None, loss="…", eta="…")
+
+    def on_step(p: TrainProgress) -> None:
+        eta = f"{p.eta_s / 60:.0f} min" if p.eta_s >= 90 else f"{p.eta_s:.0f} s"
+        progress.update(task, completed=p.step, total=p.total_steps, loss=f"{p.loss:.3f}", eta=eta)
+
+    try:
+        with progress:
+            result = train_lora(
+                base, dataset, run_dir, settings, resume=resume, progress=on_step, choice=choice
+            )
+    except KeyboardInterrupt:
+        err_console.print(
+            f"[yellow]Interrupted.[/] Continue with the same command and --resume --out {run_dir}"
+        )
+        sys.exit(130)
+    final = result.losses[-1] if result.losses else float("nan")
+    err_console.print(f"Trained {result.steps} steps (last loss {final:.3f}); merging…")
+    merged = merge_adapter(base, result.adapter_dir, run_dir / "merged")
+    lineage = json.loads((merged / "merge.json").read_text(encoding="utf-8"))
+    with err_console.status(f"Converting and quantizing to {quantization}…"):
+        entry = export_model(merged, name, lineage=lineage, quantization=quantization)
+    console.print(
+        f"Installed {entry.name} ({entry.quantization}, {entry.size_bytes / 1e6:.0f} MB). Use it "
+        f"with `localrag models default {entry.name}` or `localrag ask --model {entry.name}`."
+    )
+
+
 # -- status ---------------------------------------------------------------------------------------
 
 
@@ -823,6 +929,86 @@ def eval_retrieval(
             )
             for q in s.misses:
                 console.print(f"  {q.q}  [dim]({q.file})[/]")
+
+
+@eval_group.command(name="answers")
+@click.argument("questions", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@db_option
+@embedder_option
+@click.option("--base", "base_model", required=True, help="The base model (name or .gguf).")
+@click.option("--finetuned", "tuned_model", default=None, help="The fine-tuned model.")
+@click.option("--limit", type=click.IntRange(1), default=None, help="Use the first N questions.")
+@click.option("--max-tokens", type=click.IntRange(1), default=128, show_default=True)
+@click.option(
+    "--chart",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Save a bar chart (SVG) here.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def eval_answers(
+    questions: Path,
+    db: Path | None,
+    embedder_name: str | None,
+    base_model: str,
+    tuned_model: str | None,
+    limit: int | None,
+    max_tokens: int,
+    chart: Path | None,
+    as_json: bool,
+) -> None:
+    """Compare answers with and without retrieval, for the base and the fine-tuned model.
+
+    QUESTIONS is JSONL: a dataset's test.jsonl, or {"question", "answer", "document"} lines.
+    Each model answers every question without sources and with localrag's retrieval; answers
+    are scored by containment of the reference, token F1 and citation precision.
+    """
+    from localrag.answer_eval import chart_svg, evaluate_answers, load_held_out, scores_json
+    from localrag.embedder import load_embedder
+    from localrag.llm import load_llm
+
+    held_out = load_held_out(questions)[:limit]
+    names = {"base": base_model, **({"fine-tuned": tuned_model} if tuned_model else {})}
+    with _open_store(db, create=False) as store:
+        embedder = load_embedder(embedder_name)
+        models = {}
+        try:
+            for label, name in names.items():
+                llm = load_llm(name, temperature=0.0, max_tokens=max_tokens)
+                if llm is None:
+                    raise LocalragError(f"no model {name!r} is installed")
+                models[label] = llm
+            with err_console.status("Answering…") as status:
+
+                def on_progress(mode: str, done: int, total: int) -> None:
+                    status.update(f"{mode}: question {done + 1} of {total}")
+
+                rows = evaluate_answers(
+                    held_out, models, store, embedder, max_tokens=max_tokens, progress=on_progress
+                )
+        finally:
+            for llm in models.values():
+                llm.close()
+    if chart is not None:
+        chart.write_text(chart_svg(rows), encoding="utf-8")
+    if as_json:
+        click.echo(json.dumps({"questions": len(held_out), "modes": scores_json(rows)}, indent=2))
+        return
+    table = Table(title=f"Answers to {len(held_out)} held-out questions")
+    for column in ("mode", "contains answer", "token F1", "citation precision", "s / answer"):
+        table.add_column(column, justify="left" if column == "mode" else "right")
+    for row in rows:
+        precision = "–" if row.citation_precision is None else f"{row.citation_precision:.2f}"
+        table.add_row(
+            row.mode,
+            f"{row.containment:.2f}",
+            f"{row.f1:.2f}",
+            precision,
+            f"{row.seconds_per_answer:.1f}",
+        )
+    console.print(table)
+    if chart is not None:
+        err_console.print(f"Chart saved to {chart}")
 
 
 # -- models ---------------------------------------------------------------------------------------
