@@ -938,7 +938,9 @@ def eval_retrieval(
 @click.option("--base", "base_model", required=True, help="The base model (name or .gguf).")
 @click.option("--finetuned", "tuned_model", default=None, help="The fine-tuned model.")
 @click.option("--limit", type=click.IntRange(1), default=None, help="Use the first N questions.")
-@click.option("--max-tokens", type=click.IntRange(1), default=128, show_default=True)
+@click.option(
+    "--max-tokens", type=click.IntRange(1), default=128, show_default=True, help="Longest answer."
+)
 @click.option(
     "--chart",
     type=click.Path(dir_okay=False, path_type=Path),
