@@ -54,6 +54,10 @@ class IndexStatus:
     def missing(self) -> list[str]:
         return [f.path for f in self.folders if not f.exists]
 
+    @property
+    def present(self) -> list[Path]:
+        return [Path(f.path) for f in self.folders if f.exists]
+
 
 class Assistant:
     """Everything a session does with one knowledge base, without the UI."""
@@ -246,10 +250,9 @@ class Assistant:
 
         self._on_watch_event, self._polling = on_event, polling
         status = self.index_status()
-        present = [Path(f.path) for f in status.folders if f.exists]
-        if present and self.embedder is not None:
+        if status.present and self.embedder is not None:
             self._watcher = Watcher(
-                self.db_path, present, self.embedder, on_event=on_event, polling=polling
+                self.db_path, status.present, self.embedder, on_event=on_event, polling=polling
             )
             self._watcher.start()
         return status.missing
@@ -273,18 +276,13 @@ class Assistant:
 
         if self.embedder is None:
             raise LocalragError("the embedding model is not loaded yet")
-        present = [Path(f.path) for f in self.index_status().folders if f.exists]
+        present = self.index_status().present
         with Store.open(self.db_path) as store:  # the indexer writes from this thread
             return Indexer(store, self.embedder, on_event=on_event).index(present)
 
     @property
     def watching(self) -> bool:
         return self._watcher is not None
-
-    @property
-    def queue_depth(self) -> int:
-        watcher = self._watcher
-        return watcher.queue_depth if watcher is not None else 0
 
     def close(self) -> None:
         self.stop_watching()

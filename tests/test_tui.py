@@ -505,3 +505,32 @@ def test_reindex_without_watching_picks_up_changes(handbook, embedder) -> None: 
             assert not app.assistant.watching
 
     run(scenario())
+
+
+def test_a_saved_conversation_is_deleted_from_the_picker(handbook, embedder) -> None:  # type: ignore[no-untyped-def]
+    from textual.widgets import OptionList
+
+    from localrag.tui.screens.pickers import ConversationsScreen
+
+    _, db = handbook
+    app = make_app(db, embedder, use_model=False)
+
+    async def scenario() -> None:
+        async with app.run_test(size=(120, 36)) as pilot:
+            await wait_ready(pilot)
+            await ask(pilot, "Where do visitors park?")
+            assert app.conversation_id is not None
+            await pilot.press("ctrl+o")
+            await wait_for(pilot, lambda: isinstance(app.screen, ConversationsScreen))
+            await pilot.press("d")
+            await pilot.pause()
+            assert app.screen.query_one("#conversation-list", OptionList).option_count == 0
+            assert app.assistant.conversations() == []
+            # The answer stays on screen; its next turn starts a new saved conversation.
+            assert app.conversation_id is None
+            await pilot.press("escape")
+            await ask(pilot, "How are taxis paid back?")
+            (saved,) = app.assistant.conversations()
+            assert saved.turns == 1 and saved.title == "How are taxis paid back?"
+
+    run(scenario())

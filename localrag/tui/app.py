@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import subprocess
 import threading
+import time
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
@@ -38,6 +39,7 @@ if TYPE_CHECKING:
     from localrag.watcher import WatchEvent
 
 NARROW = 100  # below this many columns the sources pane goes under the conversation
+STATUS_EVERY = 0.5  # seconds between status queries while files are being indexed
 
 
 class _Closing(Exception):
@@ -104,6 +106,7 @@ class LocalragApp(App[None]):
         self._stop_answer = threading.Event()
         self._shutting_down = threading.Event()
         self._open_error: str | None = None
+        self._status_refreshed = 0.0  # monotonic time of the last index status query
 
     # -- layout -----------------------------------------------------------------------------------
 
@@ -153,7 +156,7 @@ class LocalragApp(App[None]):
             self._ui(self._show_index, status)
             if self.keep_index_live:
                 missing = self.assistant.start_watching(self._on_watch_event, polling=self.polling)
-                self._ui(self._folders_missing, missing, bool(status.folders))
+                self._ui(self._folders_missing, missing)
             self._load_model(self.model_name if self.use_model else None, self.use_model)
         except _Closing:
             pass
@@ -178,8 +181,8 @@ class LocalragApp(App[None]):
                 problem=True,
             )
 
-    def _folders_missing(self, missing: list[str], had_folders: bool) -> None:
-        if not had_folders:
+    def _folders_missing(self, missing: list[str]) -> None:
+        if not self.assistant.watching:  # no folder there to watch
             self._set_activity(Activity("not watching"))
         for path in missing:
             self.notify(
@@ -408,10 +411,14 @@ class LocalragApp(App[None]):
 
     # -- commands ---------------------------------------------------------------------------------
 
-    async def action_new_conversation(self) -> None:
+    async def _stop_answering(self) -> None:
+        """Stop the answer being written, if any, and wait until its worker has let go."""
         if self.generating:
             self._stop_answer.set()
-            await self.workers.wait_for_complete()
+            await self.workers.wait_for_complete([w for w in self.workers if w.group == "answer"])
+
+    async def action_new_conversation(self) -> None:
+        await self._stop_answering()
         self.conversation = None
         self.conversation_id = None
         await self.conversation_view.clear()
@@ -433,9 +440,7 @@ class LocalragApp(App[None]):
             return
         from localrag.conversations import to_conversation
 
-        if self.generating:
-            self._stop_answer.set()
-            await self.workers.wait_for_complete()
+        await self._stop_answering()
         try:
             summary, saved = self.assistant.load_conversation(conversation_id)
         except LocalragError as exc:
@@ -547,7 +552,7 @@ class LocalragApp(App[None]):
                 self._ui(self.notify, "Re-indexing: changed files are picked up.", timeout=3)
                 missing = self.assistant.restart_watching()
                 if missing:
-                    self._ui(self._folders_missing, missing, True)
+                    self._ui(self._folders_missing, missing)
                 return
             report = self.assistant.index_now(self._on_index_event)
             self.post_message(self.WatchUpdate(_watch_event("reconciled")))
@@ -636,9 +641,11 @@ class LocalragApp(App[None]):
         elif kind == "notice" and event.message:
             self.notices.append(event.message)
             self.notify(event.message, title="Watcher", severity="warning", timeout=8)
-        if kind in ("reconciled", "batch-done", "watching", "stopped") or (
-            kind == "index" and event.index is not None and event.index.kind == "file"
-        ):
+        file_done = kind == "index" and event.index is not None and event.index.kind == "file"
+        if kind in ("reconciled", "batch-done", "watching", "stopped"):
+            self._refresh_status()
+        elif file_done and time.monotonic() - self._status_refreshed > STATUS_EVERY:
+            # Counts while a big batch runs, at most twice a second (not a query per file).
             self._refresh_status()
 
     def _set_activity(self, activity: Activity) -> None:
@@ -647,6 +654,7 @@ class LocalragApp(App[None]):
 
     @work(thread=True, exit_on_error=False, group="status", exclusive=True)
     def _refresh_status(self) -> None:
+        self._status_refreshed = time.monotonic()
         try:
             status = self.assistant.index_status()
         except LocalragError:

@@ -76,7 +76,6 @@ class ConversationsScreen(ModalScreen[int | None]):
     def __init__(self, summaries: list[ConversationSummary]) -> None:
         super().__init__()
         self.summaries = summaries
-        self.deleted: list[int] = []
 
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog"):
@@ -102,5 +101,4 @@ class ConversationsScreen(ModalScreen[int | None]):
         option = options.get_option_at_index(options.highlighted)
         conversation_id = int(option.id or 0)
         if self.app.delete_conversation(conversation_id):  # type: ignore[attr-defined]
-            self.deleted.append(conversation_id)
             options.remove_option(option.id or "")

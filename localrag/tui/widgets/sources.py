@@ -98,14 +98,6 @@ class SourcesPane(Vertical):
         options.highlighted = options.get_option_index(option_id)
         return self._by_option[option_id]
 
-    @property
-    def highlighted_source(self) -> Source | None:
-        options = self.option_list
-        if options.highlighted is None:
-            return None
-        option_id = options.get_option_at_index(options.highlighted).id
-        return self._by_option.get(option_id or "")
-
     @on(OptionList.OptionSelected, "#source-list")
     def _selected(self, event: OptionList.OptionSelected) -> None:
         event.stop()
