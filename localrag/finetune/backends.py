@@ -55,10 +55,7 @@ def require_torch() -> Any:
     try:
         import torch
     except ImportError as exc:
-        raise LocalragError(
-            f"Fine-tuning needs torch, transformers and peft ({exc.name} is missing). "
-            f"Install them with `{INSTALL_HINT}`."
-        ) from exc
+        raise _missing_stack(exc) from exc
     return torch
 
 
@@ -69,11 +66,15 @@ def require_stack() -> tuple[Any, Any, Any]:
         import peft
         import transformers
     except ImportError as exc:
-        raise LocalragError(
-            f"Fine-tuning needs torch, transformers and peft ({exc.name} is missing). "
-            f"Install them with `{INSTALL_HINT}`."
-        ) from exc
+        raise _missing_stack(exc) from exc
     return torch, transformers, peft
+
+
+def _missing_stack(exc: ImportError) -> LocalragError:
+    return LocalragError(
+        f"Fine-tuning needs torch, transformers and peft ({exc.name} is missing). "
+        f"Install them with `{INSTALL_HINT}`."
+    )
 
 
 def _try_unsloth() -> str | None:
