@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from localrag.collection import display_path
+from localrag.embedder import sha256_file
 from localrag.errors import ConfigError, LocalragError
 from localrag.prompt import SYSTEM_PROMPT, Passage, source_block, sources_turn
 from localrag.retrieval import Retriever, SearchResult
@@ -760,7 +761,7 @@ def dataset_from_jsonl(
     manifest = {
         "source": "jsonl",
         "input": str(Path(source).absolute()),
-        "input_sha256": hashlib.sha256(Path(source).read_bytes()).hexdigest(),
+        "input_sha256": sha256_file(Path(source)),
         "db": None,
         "embedder": None,
         "model": None,

@@ -27,6 +27,7 @@ from typing import Any
 
 import numpy as np
 
+from localrag.embedder import sha256_file
 from localrag.errors import LocalragError
 from localrag.finetune.backends import (
     BackendChoice,
@@ -172,10 +173,6 @@ def hash_base_model(base_dir: Path) -> str:
     if not any(p.name == "config.json" for p in files):
         raise LocalragError(f"{base_dir} is not a Hugging Face model folder (no config.json)")
     return _sha256_files(files, base_dir)
-
-
-def _file_sha256(path: Path) -> str:
-    return _sha256_files([path], path.parent)
 
 
 # --------------------------------------------------------------------------- data
@@ -504,7 +501,7 @@ def train_lora(
     fingerprint = {
         "settings": asdict(settings),
         "base_sha256": base_sha,
-        "train_sha256": _file_sha256(train_file),
+        "train_sha256": sha256_file(train_file),
     }
 
     params = [p for p in model.parameters() if p.requires_grad]
