@@ -3,8 +3,9 @@ model, questions and saved conversations. The TUI drives this from worker thread
 draws anything, so every step can be tested without a screen.
 
 Threads: questions and conversation saving use one Store connection under `_ask_lock`; status,
-listings and source context use a second connection under `_read_lock`, so the status bar never
-waits for the model (a follow-up's rewrite runs the model inside `ask`). The watcher has its
+listings, source context and the small writes of folder and conversation management use a
+second one (`reader`) under `_read_lock`, so the status bar never waits for the model (a
+follow-up's rewrite runs the model inside `ask`). The watcher has its
 own connection and thread. The embedder is shared: fastembed's session and tokenizer serve
 concurrent calls (measured: a query embeds in ~10 ms while a batch of 64 passages embeds).
 """
