@@ -184,7 +184,7 @@ def resolve_train_file(data: Path) -> Path:
     return data / "train.jsonl" if data.is_dir() else data
 
 
-def dataset_sha256(train_file: Path) -> str | None:
+def manifest_dataset_sha256(train_file: Path) -> str | None:
     """The dataset builder's hash, from the manifest.json beside train.jsonl, if there is one."""
     manifest = train_file.parent / "manifest.json"
     if not manifest.is_file():
@@ -636,7 +636,7 @@ def _training_record(
         "dataset": {
             "train_file": str(train_file.resolve()),
             "train_sha256": fingerprint["train_sha256"],
-            "dataset_sha256": dataset_sha256(train_file),
+            "dataset_sha256": manifest_dataset_sha256(train_file),
             **{k: v for k, v in asdict(stats).items() if k != "notes"},
             "notes": stats.notes,
         },
