@@ -111,7 +111,11 @@ def test_opening_a_new_database_from_many_connections_at_once(tmp_path: Path) ->
         start = threading.Barrier(4)
         errors: list[BaseException] = []
 
-        def open_it(path: Path = path, start: threading.Barrier = start) -> None:
+        def open_it(
+            path: Path = path,
+            start: threading.Barrier = start,
+            errors: list[BaseException] = errors,
+        ) -> None:
             start.wait()
             try:
                 Store.open(path).close()
