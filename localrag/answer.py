@@ -30,6 +30,7 @@ from localrag.prompt import (
     condense_messages,
     pack_prompt,
 )
+from localrag.reasoning import ReasoningSplitter
 from localrag.retrieval import Retriever, SearchResult, fuse_rankings, query_terms
 
 if TYPE_CHECKING:
@@ -106,7 +107,8 @@ class Answer:
 
     After iteration, `text` is the whole answer, `cited` the sources it cites, `invalid`
     citation numbers the model made up (removed from the text), and `stats` the generation
-    timings. The turn is added to the conversation when the stream ends.
+    timings. A fine-tuned model's `##Reason:` part is kept in `reasoning`, not in `text`.
+    The turn is added to the conversation when the stream ends.
     """
 
     def __init__(
@@ -133,6 +135,7 @@ class Answer:
         self.stats = stats
         self.dropped = dropped  # retrieved passages that did not fit into the context
         self.text = ""
+        self.reasoning = ""  # a fine-tuned model's quoted reasoning, kept out of `text`
         self.invalid: list[int] = []
         self._cited: list[int] = []
         self._stream = stream
@@ -151,19 +154,21 @@ class Answer:
             yield self.text
             return
         citations = CitationFilter({s.number for s in self.sources})
+        reasoning = ReasoningSplitter()
         parts: list[str] = []
         try:
             for piece in self._stream:
-                checked = citations.feed(piece)
+                checked = citations.feed(reasoning.feed(piece))
                 if checked:
                     parts.append(checked)
                     yield checked
-            tail = citations.flush()
+            tail = citations.feed(reasoning.flush()) + citations.flush()
             if tail:
                 parts.append(tail)
                 yield tail
         finally:
             self.text = "".join(parts).strip()
+            self.reasoning = reasoning.reasoning
             self._cited = citations.cited
             self.invalid = citations.invalid
             self._finish()

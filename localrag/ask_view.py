@@ -41,6 +41,8 @@ def print_answer(
         err.print("[yellow]The answer cites none of the sources: check it against them.[/]")
     if answer.hint and show_hint:
         err.print(f"[dim]{answer.hint}[/]")
+    if verbose and answer.reasoning:
+        err.print(Text(f"Model's reasoning: {answer.reasoning}", style="dim"))
     if verbose and answer.stats is not None:
         s = answer.stats
         first = f"{s.first_token_s:.2f} s to first token, " if s.first_token_s else ""
@@ -76,6 +78,7 @@ def answer_json(answer: Answer) -> dict[str, Any]:
         "mode": answer.mode,
         "search_query": answer.search_query,
         "answer": text,
+        "reasoning": answer.reasoning or None,
         "sources": [
             {
                 "number": s.number,

@@ -242,3 +242,52 @@ def test_follow_ups_are_rewritten_and_history_is_kept(store, embedder, tiny_llm)
     assert "assistant\nConnect with the WireGuard client [1].<|im_end|>" in final_prompt
     assert _count(tiny_llm, llm.prompts[2], "<|im_start|>") == 5
     assert final_prompt.count("<sources>") == 1
+
+
+def test_a_fine_tuned_models_reasoning_is_kept_out_of_the_answer(store, embedder, tiny_llm) -> None:  # type: ignore[no-untyped-def]
+    # How a model trained on `finetune dataset` replies (RAFT): quoted reasoning, then the answer.
+    reply = (
+        "##Reason: source [1] says ##begin_quote##twenty weeks##end_quote## and [9] agrees\n"
+        "##Answer: Twenty weeks [1]."
+    )
+    llm = ScriptedLLM(tiny_llm, reply)
+    answerer = Answerer(store, embedder, llm)  # type: ignore[arg-type]
+    conversation = Conversation()
+    answer = answerer.ask("How long can new parents stay at home?", conversation)
+    shown = "".join(answer)
+    assert shown == answer.text == "Twenty weeks [1]."
+    assert answer.reasoning == "source [1] says “twenty weeks” and [9] agrees"
+    # Citations are checked on the answer only: [9] in the reasoning is neither cited nor invalid.
+    assert [s.number for s in answer.cited] == [1]
+    assert answer.invalid == []
+    # The conversation (what follow-ups and saved turns see) holds the answer, not the reasoning.
+    assert conversation.turns[-1].answer == "Twenty weeks [1]."
+
+
+def test_ask_shows_the_reasoning_only_when_asked(store, embedder, tiny_llm) -> None:  # type: ignore[no-untyped-def]
+    import io
+
+    from rich.console import Console
+
+    from localrag.ask_view import answer_json, print_answer
+
+    reply = (
+        "##Reason: source [1] says ##begin_quote##twenty weeks##end_quote##\n"
+        "##Answer: Twenty weeks [1]."
+    )
+    question = "How long can new parents stay at home?"
+    outputs = {}
+    for verbose in (False, True):
+        out, err = io.StringIO(), io.StringIO()
+        answer = Answerer(store, embedder, ScriptedLLM(tiny_llm, reply)).ask(question)  # type: ignore[arg-type]
+        print_answer(
+            answer, Console(file=out, width=200), Console(file=err, width=200), str, verbose=verbose
+        )
+        outputs[verbose] = (out.getvalue(), err.getvalue())
+    assert outputs[False][0].startswith("Twenty weeks [1].\n")
+    assert "##" not in outputs[False][0] + outputs[False][1]
+    assert "says “twenty weeks”" not in outputs[False][1]
+    assert "Model's reasoning: source [1] says “twenty weeks”" in outputs[True][1]
+    payload = answer_json(Answerer(store, embedder, ScriptedLLM(tiny_llm, reply)).ask(question))  # type: ignore[arg-type]
+    assert payload["answer"] == "Twenty weeks [1]."
+    assert payload["reasoning"] == "source [1] says “twenty weeks”"

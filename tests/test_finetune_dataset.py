@@ -24,15 +24,12 @@ from localrag.cli import cli
 from localrag.config import IndexSettings
 from localrag.errors import LocalragError
 from localrag.finetune.dataset import (
-    BEGIN_QUOTE,
-    END_QUOTE,
     NOT_IN_SOURCES,
     DatasetSettings,
     Deduper,
     build_dataset,
     clean_quote,
     dataset_from_jsonl,
-    final_answer,
     normalize_question,
     parse_pairs,
     qa_grammar,
@@ -43,6 +40,7 @@ from localrag.indexer import Indexer
 from localrag.llm import LLMSettings, LocalLLM
 from localrag.model_registry import ModelRegistry
 from localrag.prompt import SYSTEM_PROMPT, Passage, pack_prompt
+from localrag.reasoning import BEGIN_QUOTE, END_QUOTE, final_answer
 from localrag.retrieval import Retriever
 from localrag.store import ChunkHit, Store
 from tests.handbook import HANDBOOK, write_handbook

@@ -36,6 +36,7 @@ from localrag.collection import display_path
 from localrag.embedder import sha256_file
 from localrag.errors import ConfigError, LocalragError
 from localrag.prompt import SYSTEM_PROMPT, Passage, source_block, sources_turn
+from localrag.reasoning import ANSWER_MARK, BEGIN_QUOTE, END_QUOTE, REASON_MARK
 from localrag.retrieval import Retriever, SearchResult
 
 if TYPE_CHECKING:
@@ -50,11 +51,6 @@ TEST_FILE = "test.jsonl"
 MANIFEST_FILE = "manifest.json"
 DATASET_FILES = (TRAIN_FILE, TEST_FILE, MANIFEST_FILE)
 
-# RAFT's answer format: reasoning quoting the oracle, then the final answer after a marker.
-REASON_MARK = "##Reason:"
-ANSWER_MARK = "##Answer:"
-BEGIN_QUOTE = "##begin_quote##"
-END_QUOTE = "##end_quote##"
 # SYSTEM_PROMPT asks the model to "say that the documents do not say": taught in those words.
 NOT_IN_SOURCES = (
     f"{REASON_MARK} none of the sources contains the answer to this question.\n"
@@ -302,12 +298,6 @@ def _cite(answer: str, number: int) -> str:
         end = body[-1] + end
         body = body[:-1].rstrip()
     return f"{body} [{number}]{end}"
-
-
-def final_answer(text: str) -> str:
-    """The part after ##Answer: (the whole text when the marker is missing)."""
-    _, mark, rest = text.rpartition(ANSWER_MARK)
-    return rest.strip() if mark else text.strip()
 
 
 def training_messages(
