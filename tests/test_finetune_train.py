@@ -252,6 +252,7 @@ def test_training_json_records_the_run(trained: Trained, tiny_llm_dir: Path) -> 
     assert settings["target_modules"] == [
         "q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"
     ]  # fmt: skip
+    assert settings["threads"] is None and record["torch_threads"] == 1  # this module's default
     assert record["losses"] == result.losses and record["steps"] == 20
     assert record["duration_s"] > 0 and record["tokens"] > 0
     for lib in ("torch", "transformers", "peft", "python"):
@@ -259,6 +260,36 @@ def test_training_json_records_the_run(trained: Trained, tiny_llm_dir: Path) -> 
     assert record["versions"]["peft"] == peft.__version__
     adapter_config = json.loads((result.adapter_dir / "adapter_config.json").read_text())
     assert adapter_config["r"] == 8 and adapter_config["lora_alpha"] == 16
+
+
+def test_threads_hold_for_the_run_and_are_put_back_after_it(
+    tiny_llm_dir: Path, dataset_dir: Path, tmp_path: Path
+) -> None:
+    assert torch.get_num_threads() == 1  # this module's fixture; the run asks for another count
+    seen: list[int] = []
+
+    def note_threads(p: TrainProgress) -> None:
+        seen.append(torch.get_num_threads())
+
+    settings = TrainSettings(lora_r=4, max_steps=2, batch_size=4, grad_accum=1, threads=2)
+    result = train_lora(
+        tiny_llm_dir, dataset_dir, tmp_path / "out", settings, progress=note_threads
+    )
+    assert seen == [2, 2] and torch.get_num_threads() == 1
+    record = json.loads(result.training_json.read_text())
+    assert record["settings"]["threads"] == 2 and record["torch_threads"] == 2
+
+    class Stop(Exception):
+        pass
+
+    def stop(p: TrainProgress) -> None:
+        raise Stop
+
+    with pytest.raises(Stop):
+        train_lora(tiny_llm_dir, dataset_dir, tmp_path / "stopped", settings, progress=stop)
+    assert torch.get_num_threads() == 1  # put back when the run ends in an exception too
+    with pytest.raises(LocalragError, match="threads"):
+        TrainSettings(threads=0).check()
 
 
 def test_base_model_hash_covers_the_weights(tmp_path: Path, tiny_llm_dir: Path) -> None:
@@ -486,6 +517,35 @@ def test_auto_picks_unsloth_when_a_gpu_and_unsloth_are_there(
     assert choose_backend(TrainSettings()).name == "unsloth"
     assert choose_backend(TrainSettings(backend="peft")).name == "peft"
     assert choose_backend(TrainSettings(device="cpu")).name == "peft"
+
+
+def test_unsloth_is_imported_before_transformers_and_peft(
+    tiny_llm_dir: Path, dataset_dir: Path, tmp_path: Path
+) -> None:
+    """unsloth patches transformers and peft when imported; imported after them, it only warns."""
+    package = tmp_path / "site" / "unsloth"
+    package.mkdir(parents=True)
+    (package / "__init__.py").write_text(
+        "import sys\n"
+        "print('already imported:', [m for m in ('transformers', 'peft') if m in sys.modules])\n"
+        "raise NotImplementedError('Unsloth cannot find any torch accelerator? You need a GPU.')\n"
+    )
+    code = (
+        f"import sys; sys.path.insert(0, {str(tmp_path / 'site')!r})\n"
+        "from localrag.errors import LocalragError\n"
+        "from localrag.finetune.backends import BackendChoice\n"
+        "from localrag.finetune.train import TrainSettings, train_lora\n"
+        "try:\n"
+        f"    train_lora({str(tiny_llm_dir)!r}, {str(dataset_dir)!r}, {str(tmp_path / 'out')!r},\n"
+        "               TrainSettings(max_steps=1), choice=BackendChoice('unsloth', 'cuda', ''))\n"
+        "except LocalragError as exc:\n"
+        "    print(exc)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True
+    ).stdout
+    assert "already imported: []" in out
+    assert "cannot run here: NotImplementedError: Unsloth cannot find any torch accelerator" in out
 
 
 def test_missing_libraries_say_how_to_install(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import importlib
 import importlib.util
+import os
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -86,6 +87,20 @@ def _try_unsloth() -> str | None:
     except Exception as exc:  # any import failure is a reason, never a crash
         return f"unsloth failed to import: {type(exc).__name__}: {exc}"
     return None
+
+
+def import_unsloth() -> Any:
+    """The unsloth module, or a LocalragError saying why it cannot run here.
+
+    Import it before transformers and peft: unsloth patches them when it is imported and only
+    warns (then trains slower) when they were imported first.
+    """
+    try:
+        return importlib.import_module("unsloth")
+    except Exception as exc:  # NotImplementedError on CPUs, ImportError, a broken GPU stack …
+        raise LocalragError(
+            f"The unsloth back end cannot run here: {type(exc).__name__}: {exc}"
+        ) from exc
 
 
 def _mps_available(torch: Any) -> bool:
@@ -198,33 +213,50 @@ def load_peft(base_dir: Path, settings: TrainSettings, device: str) -> LoadedMod
     return LoadedModel(model, device, dtype, targets)
 
 
+# How load_unsloth uses unsloth (checked against unsloth and unsloth_zoo main, 2026):
+# - from_pretrained(model_name=<local folder>, max_seq_length, dtype=None, load_in_4bit) returns
+#   (model, tokenizer); dtype=None is bf16 where supported, else fp16. local_files_only=True also
+#   skips the usage statistics it otherwise fetches from the Hugging Face Hub on every load
+#   (unsloth/models/_utils.py get_statistics; UNSLOTH_DISABLE_STATISTICS turns it off as well).
+# - get_peft_model may turn use_gradient_checkpointing="unsloth" into True (short sequences) and
+#   records the effective mode as model._unsloth_gradient_checkpointing; unsloth's own trainer
+#   calls for_training(use_gradient_checkpointing=<that mode>) (issue unslothai/unsloth#4735),
+#   and so do we, since for_training's default (True) would replace the "unsloth" mode.
+# - The LoRA weights it trains are float32 even on an fp16 base (unsloth_zoo
+#   prepare_model_for_training), so GradScaler can unscale them; the forward with labels returns
+#   the shifted, -100-masked mean loss, so a plain torch loop works as with transformers.
+# - On a machine without a GPU `import unsloth` raises NotImplementedError ("Unsloth cannot find
+#   any torch accelerator? You need a GPU.", unsloth_zoo/device_type.py; unslothai/unsloth#5226).
+UNSLOTH_GRADIENT_CHECKPOINTING = "unsloth"
+
+
 def load_unsloth(base_dir: Path, settings: TrainSettings) -> LoadedModel:
     """unsloth FastLanguageModel (4-bit QLoRA or 16-bit LoRA) with the same LoRA settings."""
-    torch = require_torch()
-    try:
-        from unsloth import FastLanguageModel
-    except Exception as exc:
-        raise LocalragError(f"The unsloth back end cannot run here: {exc}") from exc
-    model, _tokenizer = FastLanguageModel.from_pretrained(
+    unsloth = import_unsloth()
+    os.environ.setdefault("UNSLOTH_DISABLE_STATISTICS", "1")  # a private tool phones no one
+    model, _tokenizer = unsloth.FastLanguageModel.from_pretrained(
         model_name=str(base_dir),
         max_seq_length=settings.max_seq_len,
-        dtype=None,  # unsloth picks bf16 where supported, else fp16
+        dtype=None,
         load_in_4bit=settings.load_in_4bit,
+        local_files_only=True,
     )
+    # What dtype=None chose (embeddings are never quantized): the loop autocasts to it and
+    # scales fp16 gradients.
+    dtype = model.get_input_embeddings().weight.dtype
     targets = lora_targets(model, settings.target_modules)
-    model = FastLanguageModel.get_peft_model(
+    model = unsloth.FastLanguageModel.get_peft_model(
         model,
         r=settings.lora_r,
         target_modules=targets,
         lora_alpha=settings.lora_alpha,
         lora_dropout=settings.lora_dropout,
         bias="none",
-        use_gradient_checkpointing="unsloth",
+        use_gradient_checkpointing=UNSLOTH_GRADIENT_CHECKPOINTING,
         random_state=settings.seed,
     )
-    FastLanguageModel.for_training(model)
-    # What unsloth's dtype=None chose; the loop autocasts to it (and scales fp16 gradients).
-    dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    mode = getattr(model, "_unsloth_gradient_checkpointing", UNSLOTH_GRADIENT_CHECKPOINTING)
+    unsloth.FastLanguageModel.for_training(model, use_gradient_checkpointing=mode)
     return LoadedModel(model, "cuda", dtype, targets)
 
 

@@ -2,7 +2,10 @@
 scripts/convert_gguf.py turns into a GGUF.
 
 One path for both back ends: unsloth saves a normal peft adapter too. An adapter trained on a
-4-bit base (QLoRA) is merged into the 16-bit base here, the usual QLoRA practice.
+4-bit base (QLoRA) is merged into the 16-bit base here, the usual QLoRA practice, and what
+unsloth's own save_pretrained_merged(save_method="merged_16bit") does for a 16-bit folder loaded
+with load_in_4bit: W16 + scale * B @ A, not the dequantized 4-bit weights (unslothai/unsloth#1089,
+unslothai/unsloth-zoo#810, which makes Falcon-H1 alone the exception).
 """
 
 from __future__ import annotations

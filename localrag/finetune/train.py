@@ -19,7 +19,7 @@ import math
 import os
 import shutil
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
@@ -33,15 +33,18 @@ from localrag.finetune.backends import (
     BackendChoice,
     LoadedModel,
     choose_backend,
+    import_unsloth,
     library_versions,
     load_peft,
     load_unsloth,
     quiet_transformers,
     require_stack,
+    require_torch,
 )
 from localrag.finetune.sft_data import (
     IGNORE,
     DataStats,
+    Messages,
     TokenizedExample,
     build_training_set,
     read_chat_examples,
@@ -97,6 +100,7 @@ class TrainSettings:
     max_grad_norm: float = 1.0
     weight_decay: float = 0.0
     keep_checkpoints: int = 2  # newest ones kept; older ones are removed
+    threads: int | None = None  # torch CPU threads during the run; None: torch's default
 
     def check(self) -> None:
         """Reject settings that cannot train, before any model is loaded."""
@@ -110,6 +114,8 @@ class TrainSettings:
             raise LocalragError("learning_rate must be > 0, warmup_steps ≥ 0, keep_checkpoints ≥ 1")
         if not 0.0 <= self.lora_dropout < 1.0:
             raise LocalragError("lora_dropout must be in [0, 1)")
+        if self.threads is not None and self.threads < 1:
+            raise LocalragError("threads must be at least 1")
 
 
 @dataclass(frozen=True)
@@ -483,10 +489,49 @@ def train_lora(
     base_sha = hash_base_model(base_dir)
     _prepare_out_dir(out_dir, resume)
     choice = choice or choose_backend(settings)
+    if choice.name == "unsloth":
+        import_unsloth()  # before transformers and peft, which it patches when imported
+    job = _Job(base_dir, base_sha, train_file, examples, out_dir, settings, choice, resume)
+    with torch_threads(settings.threads) as threads:
+        return _train(job, threads, progress)
+
+
+@dataclass(frozen=True)
+class _Job:
+    """What train_lora settled before loading anything heavy."""
+
+    base_dir: Path
+    base_sha: str
+    train_file: Path
+    examples: list[Messages]
+    out_dir: Path
+    settings: TrainSettings
+    choice: BackendChoice
+    resume: bool
+
+
+@contextlib.contextmanager
+def torch_threads(threads: int | None) -> Iterator[int]:
+    """torch's CPU threads set to `threads` (None: as they are) inside the block, and put back
+    after it, so a library caller's process is left as it was. Yields the number in use."""
+    torch = require_torch()
+    before = torch.get_num_threads()
+    if threads is not None:
+        torch.set_num_threads(threads)
+    try:
+        yield torch.get_num_threads()
+    finally:
+        torch.set_num_threads(before)
+
+
+def _train(job: _Job, threads: int, progress: ProgressFn | None) -> TrainResult:
+    """Load, train (or resume) and save: train_lora's work once the inputs are checked."""
+    base_dir, base_sha, train_file = job.base_dir, job.base_sha, job.train_file
+    out_dir, settings, choice, resume = job.out_dir, job.settings, job.choice, job.resume
     torch, transformers, peft = require_stack()
 
     tokenizer = _load_tokenizer(base_dir, transformers)
-    dataset, stats = build_training_set(tokenizer, examples, settings.max_seq_len)
+    dataset, stats = build_training_set(tokenizer, job.examples, settings.max_seq_len)
     schedule = Schedule.plan(len(dataset), settings)
 
     torch.manual_seed(settings.seed)
@@ -588,6 +633,7 @@ def train_lora(
     record = _training_record(
         base_dir, base_sha, train_file, fingerprint, settings, choice, stats, schedule, run
     )
+    record["torch_threads"] = threads  # what settings.threads (None: torch's default) came to
     training_json = out_dir / TRAINING_JSON
     _atomic_write_text(training_json, json.dumps(record, indent=2, ensure_ascii=False) + "\n")
     return TrainResult(

@@ -1,0 +1,305 @@
+"""LoRA training benchmark: `train_lora` against a bare torch + peft loop on the same batches.
+
+    python bench/bench_finetune.py [--rounds 3] [--steps 30] [--threads 1] [--layers 4]
+
+The model is the test suite's tiny Llama-family chat model (random weights, its own tokenizer)
+at hidden 256 / intermediate 512 unless told otherwise; the data are chats made of its training
+text. Both sides train on CPU in float32 with the same LoRA settings (all seven projections),
+the same seed and the same micro-batches (localrag's tokenizer, schedule and collation, so the
+tokens are identical), with a fixed number of torch threads:
+
+  - localrag: `train_lora` as `localrag finetune train` runs it (token-weighted accumulation,
+    gradient clipping, warmup/decay schedule, progress reports, training.json, the adapter;
+    checkpoints every 50 steps, so none inside the timed steps);
+  - reference: a plain loop: forward, loss / micro-batches, backward, AdamW step, zero_grad.
+
+Each side runs in its own process, rounds interleaved. Throughput counts the tokens of the
+steps after the first two (allocator and autograd warm-up) over their wall time, measured from
+the end of step 2 to the end of the last step; the ratio localrag / reference is what to compare
+across machines (target ≥ 0.9). Also reported: peak RSS of each process, and the whole
+`train_lora` call (load, tokenize, train, save) against the reference's load + train.
+Prints a table and writes it to bench/results/finetune.txt.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+WARMUP_STEPS = 2  # untimed
+CHATS = 48
+
+
+# -- inputs, made once by the parent ------------------------------------------------------------
+
+
+def write_inputs(work: Path, hidden: int, intermediate: int, layers: int) -> tuple[Path, Path]:
+    """(model folder, dataset folder) for both sides."""
+    from tests.helpers_llm import TRAINING_TEXT, TinySpec, write_tiny_model
+
+    spec = TinySpec("llama", hidden=hidden, intermediate=intermediate, layers=layers)
+    model = write_tiny_model(work / "tiny-llama", spec)
+    sentences = [s.strip() + "." for s in TRAINING_TEXT.replace("\n", " ").split(".") if s.strip()]
+    rng = random.Random(0)
+    lines = []
+    for i in range(CHATS):  # answers of 1-4 sentences, so micro-batches carry some padding
+        question = f"What do the notes say about item {i}? {rng.choice(sentences)}"
+        answer = " ".join(rng.sample(sentences, rng.randint(1, 4)))
+        messages = [{"role": "user", "content": question}, {"role": "assistant", "content": answer}]
+        lines.append(json.dumps({"id": i, "messages": messages}))
+    data = work / "dataset"
+    data.mkdir()
+    (data / "train.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return model, data
+
+
+def settings_for(steps: int, threads: int) -> Any:
+    from localrag.finetune.train import TrainSettings
+
+    return TrainSettings(
+        lora_r=16,
+        lora_alpha=32,
+        learning_rate=2e-4,
+        max_steps=steps,
+        batch_size=4,
+        grad_accum=2,
+        warmup_steps=2,
+        max_seq_len=512,
+        threads=threads,
+    )
+
+
+# -- the two children ---------------------------------------------------------------------------
+
+
+def step_tokens(model: Path, data: Path, settings: Any) -> tuple[list[list[Any]], list[int]]:
+    """The micro-batches of every optimizer step, and each step's tokens, as train_lora makes
+    them (its tokenizer, schedule and collation)."""
+    import torch
+    import transformers
+
+    from localrag.finetune.sft_data import build_training_set, read_chat_examples
+    from localrag.finetune.train import Schedule, _pad_id, collate, resolve_train_file
+
+    tokenizer = transformers.AutoTokenizer.from_pretrained(str(model))
+    examples = read_chat_examples(resolve_train_file(data))
+    dataset, _stats = build_training_set(tokenizer, examples, settings.max_seq_len)
+    schedule = Schedule.plan(len(dataset), settings)
+    pad = _pad_id(tokenizer)
+    steps = [
+        [
+            collate([dataset[i] for i in schedule.micro_batch(m)], pad, torch)
+            for m in schedule.step_micro_batches(step)
+        ]
+        for step in range(schedule.total_steps)
+    ]
+    return steps, [sum(int(b["attention_mask"].sum()) for b in step) for step in steps]
+
+
+def child_localrag(model: Path, data: Path, out: Path, settings: Any) -> dict[str, Any]:
+    from localrag.finetune.train import TrainProgress, train_lora
+
+    _steps, tokens = step_tokens(model, data, settings)
+    ends: list[float] = []
+
+    def on_step(p: TrainProgress) -> None:
+        ends.append(time.perf_counter())
+
+    started = time.perf_counter()
+    train_lora(model, data, out, settings, progress=on_step)
+    total = time.perf_counter() - started
+    return _result(ends, tokens, total)
+
+
+def child_reference(model: Path, data: Path, settings: Any) -> dict[str, Any]:
+    import peft
+    import torch
+    import transformers
+
+    from localrag.finetune.backends import LORA_CANDIDATES, quiet_transformers
+
+    steps, tokens = step_tokens(model, data, settings)
+    torch.set_num_threads(settings.threads)
+    started = time.perf_counter()
+    with quiet_transformers():  # the same (silent) loading as train_lora's
+        base = transformers.AutoModelForCausalLM.from_pretrained(str(model), dtype=torch.float32)
+    base.config.use_cache = False
+    config = peft.LoraConfig(
+        r=settings.lora_r,
+        lora_alpha=settings.lora_alpha,
+        lora_dropout=settings.lora_dropout,
+        target_modules=list(LORA_CANDIDATES),
+        bias="none",
+        task_type="CAUSAL_LM",
+    )
+    torch.manual_seed(settings.seed)
+    with quiet_transformers():
+        net = peft.get_peft_model(base, config)
+    net.train()
+    optimizer = torch.optim.AdamW(
+        [p for p in net.parameters() if p.requires_grad], lr=settings.learning_rate
+    )
+    ends: list[float] = []
+    for micro_batches in steps:
+        for batch in micro_batches:
+            (net(**batch).loss / len(micro_batches)).backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        ends.append(time.perf_counter())
+    return _result(ends, tokens, time.perf_counter() - started)
+
+
+def _result(ends: list[float], tokens: list[int], total_s: float) -> dict[str, Any]:
+    """Tokens/s over the steps after the warm-up ones, peak RSS, and the whole run's time."""
+    timed = sum(tokens[WARMUP_STEPS:])
+    seconds = ends[-1] - ends[WARMUP_STEPS - 1]
+    rss_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
+    return {
+        "tokens_per_s": timed / seconds,
+        "timed_tokens": timed,
+        "timed_steps": len(ends) - WARMUP_STEPS,
+        "peak_rss_mb": rss_kib / 1024,
+        "total_s": total_s,
+    }
+
+
+def run_child(kind: str, args: argparse.Namespace, work: Path, round_no: int) -> dict[str, Any]:
+    result = work / f"{kind}-{round_no}.json"
+    command = [
+        sys.executable,
+        __file__,
+        "--child",
+        kind,
+        "--model",
+        str(args.model),
+        "--data",
+        str(args.data),
+        "--out",
+        str(work / f"run-{kind}-{round_no}"),
+        "--result",
+        str(result),
+        "--steps",
+        str(args.steps),
+        "--threads",
+        str(args.threads),
+    ]
+    subprocess.run(command, check=True)
+    return json.loads(result.read_text())
+
+
+# -- the parent ---------------------------------------------------------------------------------
+
+
+def machine() -> str:
+    model = ""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    cpu = f"{os.cpu_count()} cores" + (f" ({model})" if model else "")
+    load = f", load average {os.getloadavg()[0]:.1f}" if hasattr(os, "getloadavg") else ""
+    return f"{cpu}{load}, {time.strftime('%Y-%m-%d')}, Python {sys.version.split()[0]}"
+
+
+def bench(args: argparse.Namespace, work: Path) -> None:
+    import torch
+
+    args.model, args.data = write_inputs(work, args.hidden, args.intermediate, args.layers)
+    lines = [
+        f"# {machine()}, torch {torch.__version__}",
+        f"# python bench/bench_finetune.py {' '.join(sys.argv[1:])}".rstrip(),
+    ]
+    for line in lines:
+        print(line, flush=True)
+    ours: list[dict[str, Any]] = []
+    ref: list[dict[str, Any]] = []
+    for i in range(args.rounds):
+        order = ["reference", "localrag"] if i % 2 == 0 else ["localrag", "reference"]
+        for kind in order:
+            (ref if kind == "reference" else ours).append(run_child(kind, args, work, i))
+        lines.append(
+            f"round {i + 1}: localrag {ours[-1]['tokens_per_s']:.0f} tok/s, "
+            f"reference {ref[-1]['tokens_per_s']:.0f} tok/s"
+        )
+        print(lines[-1], flush=True)
+
+    def median(results: list[dict[str, Any]], key: str) -> float:
+        return statistics.median(r[key] for r in results)
+
+    ours_tps, ref_tps = median(ours, "tokens_per_s"), median(ref, "tokens_per_s")
+    rows = [
+        ("reference training (torch + peft loop)", f"{ref_tps:.0f} tok/s"),
+        ("localrag train_lora training", f"{ours_tps:.0f} tok/s"),
+        ("ratio localrag / reference", f"{ours_tps / ref_tps:.2f}"),
+        ("reference peak RSS", f"{median(ref, 'peak_rss_mb'):.0f} MB"),
+        ("localrag peak RSS", f"{median(ours, 'peak_rss_mb'):.0f} MB"),
+        ("reference load + train", f"{median(ref, 'total_s'):.1f} s"),
+        ("localrag train_lora call (all of it)", f"{median(ours, 'total_s'):.1f} s"),
+    ]
+    lines.append(
+        f"# medians of {args.rounds} interleaved rounds, one process each; tiny Llama "
+        f"{args.hidden}/{args.intermediate} x{args.layers} layers, float32, LoRA r16 on 7 "
+        f"projections, batch 4 x accum 2, {ours[0]['timed_steps']} timed steps "
+        f"({ours[0]['timed_tokens']} tokens) after {WARMUP_STEPS}, {args.threads} torch thread(s)"
+    )
+    lines += [f"{name:<40} {value:>12}" for name, value in rows]
+    print("\n".join(lines[-len(rows) - 1 :]))
+    out = ROOT / "bench" / "results"
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "finetune.txt").write_text("\n".join(lines) + "\n")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--steps", type=int, default=30, help="optimizer steps per run")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads (fixed)")
+    parser.add_argument("--hidden", type=int, default=256)
+    parser.add_argument("--intermediate", type=int, default=512)
+    parser.add_argument("--layers", type=int, default=4)
+    parser.add_argument("--child", choices=["localrag", "reference"], help=argparse.SUPPRESS)
+    parser.add_argument("--model", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--data", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--out", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--result", type=Path, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.steps <= WARMUP_STEPS:
+        parser.error(f"--steps must be more than the {WARMUP_STEPS} warm-up steps")
+    if args.child:
+        settings = settings_for(args.steps, args.threads)
+        if args.child == "localrag":
+            result = child_localrag(args.model, args.data, args.out, settings)
+        else:
+            result = child_reference(args.model, args.data, settings)
+        args.result.write_text(json.dumps(result))
+        return
+
+    import shutil
+
+    work = Path(tempfile.mkdtemp(prefix="localrag-bench-finetune-"))
+    try:
+        bench(args, work)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
