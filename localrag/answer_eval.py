@@ -5,7 +5,8 @@ questions go to the base model and the fine-tuned one, each without retrieval (t
 alone) and with it (localrag's own `ask` pipeline). Each answer is scored against the reference
 answer by containment (the normalised reference appears in the answer) and token F1 (SQuAD
 style), citations by precision (cited passages that come from the question's source document),
-and each mode by its latency.
+and each mode by its latency. Optionally a local judge model grades every answer as correct or
+incorrect against the reference, which credits a right answer in other words.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from localrag.errors import ConfigError
+from localrag.errors import ConfigError, ModelError
 
 if TYPE_CHECKING:
     from localrag.embedder import Embedder
@@ -30,6 +31,15 @@ if TYPE_CHECKING:
 CLOSED_BOOK_PROMPT = (
     "Answer the question in one or two sentences. If you do not know, say so; do not guess."
 )
+JUDGE_PROMPT = (
+    "You grade a candidate answer against a reference answer. Reply with one word. correct: the "
+    "candidate conveys the reference's facts, even in other words. incorrect: it contradicts "
+    "them, leaves them out, or says it does not know."
+)
+# The verdict is forced, so even a small judge cannot ramble or answer something unparseable.
+JUDGE_GRAMMAR = 'root ::= "correct" | "incorrect"'
+# Judge tokens per part: a long answer must not push the instructions out of the context.
+JUDGE_PART_TOKENS = {"question": 512, "reference": 512, "candidate": 1024}
 
 
 @dataclass(frozen=True)
@@ -50,6 +60,8 @@ class ModeScores:
     citation_precision: float | None = None  # None: no citations to judge (closed book)
     seconds_per_answer: float = 0.0
     answers: list[str] = field(default_factory=list)
+    judge: float | None = None  # share judged correct; None: no judge model was asked
+    verdicts: list[bool] = field(default_factory=list)  # one per answer, when judged
 
 
 # -- questions ------------------------------------------------------------------------------------
@@ -178,6 +190,58 @@ def evaluate_answers(
     return rows
 
 
+# -- judging --------------------------------------------------------------------------------------
+
+
+def judge_messages(
+    judge: LocalLLM, question: str, reference: str, candidate: str
+) -> list[dict[str, str]]:
+    parts = {"question": question, "reference": reference, "candidate": candidate}
+    cut = {name: judge.truncate(text, JUDGE_PART_TOKENS[name]) for name, text in parts.items()}
+    user = (
+        f"Question: {cut['question']}\n"
+        f"Reference answer: {cut['reference']}\n"
+        f"Candidate answer: {cut['candidate']}"
+    )
+    return [{"role": "system", "content": JUDGE_PROMPT}, {"role": "user", "content": user}]
+
+
+def parse_verdict(text: str) -> bool:
+    """True for "correct", False for "incorrect"; anything else means the grammar was not kept."""
+    verdict = text.strip().casefold()
+    if verdict not in ("correct", "incorrect"):
+        raise ModelError(f"the judge replied {text!r} instead of correct or incorrect")
+    return verdict == "correct"
+
+
+def judge_answer(judge: LocalLLM, question: str, reference: str, candidate: str) -> bool:
+    prompt = judge.chat_prompt(judge_messages(judge, question, reference, candidate))
+    # "incorrect" is a few tokens even in a small vocabulary; 16 leaves room for any tokenizer.
+    text = judge.complete(prompt.tokens, max_tokens=16, temperature=0.0, grammar=JUDGE_GRAMMAR)
+    return parse_verdict(text)
+
+
+def judge_rows(
+    rows: Sequence[ModeScores],
+    questions: Sequence[HeldOutQuestion],
+    judge: LocalLLM,
+    *,
+    progress: Progress | None = None,
+) -> None:
+    """Grade every answer of every row, after answering, so only the judge needs to be loaded."""
+    # Checked first: a mismatch found after minutes of judging would waste them.
+    for row in rows:
+        if len(row.answers) != len(questions):
+            raise ValueError(f"{row.mode}: {len(row.answers)} answers, {len(questions)} questions")
+    for row in rows:
+        row.verdicts = []
+        for index, (item, answer) in enumerate(zip(questions, row.answers, strict=True)):
+            if progress:
+                progress(row.mode, index, len(questions))
+            row.verdicts.append(judge_answer(judge, item.question, item.answer, answer))
+        row.judge = sum(row.verdicts) / max(1, len(row.verdicts))
+
+
 # -- reporting ------------------------------------------------------------------------------------
 
 
@@ -192,16 +256,24 @@ def scores_json(rows: Sequence[ModeScores]) -> list[dict[str, object]]:
             if r.citation_precision is None
             else round(r.citation_precision, 4),
             "seconds_per_answer": round(r.seconds_per_answer, 3),
+            "judge": None if r.judge is None else round(r.judge, 4),
+            "verdicts": None
+            if r.judge is None
+            else ["correct" if v else "incorrect" for v in r.verdicts],
         }
         for r in rows
     ]
 
 
 def chart_svg(rows: Sequence[ModeScores], title: str = "Answer quality by mode") -> str:
-    """A grouped bar chart (containment, F1, citation precision per mode) as standalone SVG."""
+    """A grouped bar chart (containment, F1, citation precision, judge if any) as standalone SVG."""
     metrics = [("containment", "#4c78a8"), ("F1", "#f58518"), ("citation precision", "#54a24b")]
-    group_width, bar, left, top, height = 150, 36, 60, 50, 220
-    width = left + group_width * max(1, len(rows)) + 20
+    judged = any(r.judge is not None for r in rows)
+    if judged:
+        metrics.append(("judge", "#b279a2"))
+    bar, left, top, height = 36, 60, 50, 220
+    group_width = len(metrics) * (bar + 4) + 30
+    width = left + max(group_width * max(1, len(rows)), 150 * len(metrics)) + 20
     parts = [
         f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{top + height + 90}" '
         'font-family="sans-serif" font-size="12">',
@@ -215,7 +287,7 @@ def chart_svg(rows: Sequence[ModeScores], title: str = "Answer quality by mode")
         )
     for index, row in enumerate(rows):
         x0 = left + index * group_width + 10
-        values = [row.containment, row.f1, row.citation_precision]
+        values = [row.containment, row.f1, row.citation_precision] + ([row.judge] if judged else [])
         for offset, ((_, colour), value) in enumerate(zip(metrics, values, strict=True)):
             if value is None:
                 continue
@@ -225,8 +297,8 @@ def chart_svg(rows: Sequence[ModeScores], title: str = "Answer quality by mode")
                 f'height="{h:.1f}" fill="{colour}"><title>{value:.3f}</title></rect>'
             )
         parts.append(
-            f'<text x="{x0 + (3 * bar) / 2}" y="{top + height + 18}" text-anchor="middle">'
-            f"{_escape(row.mode)}</text>"
+            f'<text x="{x0 + (len(metrics) * (bar + 4)) / 2}" y="{top + height + 18}" '
+            f'text-anchor="middle">{_escape(row.mode)}</text>'
         )
     for offset, (name, colour) in enumerate(metrics):
         x = left + offset * 150

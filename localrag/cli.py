@@ -937,6 +937,12 @@ def eval_retrieval(
 @embedder_option
 @click.option("--base", "base_model", required=True, help="The base model (name or .gguf).")
 @click.option("--finetuned", "tuned_model", default=None, help="The fine-tuned model.")
+@click.option(
+    "--judge",
+    "judge_model",
+    default=None,
+    help="Also grade each answer with this model (name or .gguf), loaded after answering.",
+)
 @click.option("--limit", type=click.IntRange(1), default=None, help="Use the first N questions.")
 @click.option(
     "--max-tokens", type=click.IntRange(1), default=128, show_default=True, help="Longest answer."
@@ -954,6 +960,7 @@ def eval_answers(
     embedder_name: str | None,
     base_model: str,
     tuned_model: str | None,
+    judge_model: str | None,
     limit: int | None,
     max_tokens: int,
     chart: Path | None,
@@ -963,13 +970,23 @@ def eval_answers(
 
     QUESTIONS is JSONL: a dataset's test.jsonl, or {"question", "answer", "document"} lines.
     Each model answers every question without sources and with localrag's retrieval; answers
-    are scored by containment of the reference, token F1 and citation precision.
+    are scored by containment of the reference, token F1 and citation precision, and with
+    --judge by the share a local model grades correct.
     """
-    from localrag.answer_eval import chart_svg, evaluate_answers, load_held_out, scores_json
+    from localrag.answer_eval import (
+        chart_svg,
+        evaluate_answers,
+        judge_rows,
+        load_held_out,
+        scores_json,
+    )
     from localrag.embedder import load_embedder
     from localrag.llm import load_llm
+    from localrag.model_registry import resolve_model
 
     held_out = load_held_out(questions)[:limit]
+    if judge_model is not None:
+        resolve_model(judge_model)  # an unknown judge fails now, not after all the answering
     names = {"base": base_model, **({"fine-tuned": tuned_model} if tuned_model else {})}
     with _open_store(db, create=False) as store:
         embedder = load_embedder(embedder_name)
@@ -991,23 +1008,51 @@ def eval_answers(
         finally:
             for llm in models.values():
                 llm.close()
+    if judge_model is not None:
+        # Loaded only once the answering models are closed: one model in memory at a time.
+        judge = load_llm(judge_model, temperature=0.0)
+        if judge is None:
+            raise LocalragError(f"no model {judge_model!r} is installed")
+        try:
+            with err_console.status("Judging…") as status:
+
+                def on_judged(mode: str, done: int, total: int) -> None:
+                    status.update(f"judging {mode}: answer {done + 1} of {total}")
+
+                judge_rows(rows, held_out, judge, progress=on_judged)
+        finally:
+            judge.close()
     if chart is not None:
         chart.write_text(chart_svg(rows), encoding="utf-8")
     if as_json:
-        click.echo(json.dumps({"questions": len(held_out), "modes": scores_json(rows)}, indent=2))
+        click.echo(
+            json.dumps(
+                {"questions": len(held_out), "judge": judge_model, "modes": scores_json(rows)},
+                indent=2,
+            )
+        )
         return
-    table = Table(title=f"Answers to {len(held_out)} held-out questions")
-    for column in ("mode", "contains answer", "token F1", "citation precision", "s / answer"):
+    columns = ["mode", "contains answer", "token F1", "citation precision", "s / answer"]
+    table = Table(
+        title=f"Answers to {len(held_out)} held-out questions",
+        caption=None
+        if judge_model is None
+        else f"judge: share of answers {judge_model} graded correct",
+    )
+    for column in columns + (["judge"] if judge_model is not None else []):
         table.add_column(column, justify="left" if column == "mode" else "right")
     for row in rows:
         precision = "–" if row.citation_precision is None else f"{row.citation_precision:.2f}"
-        table.add_row(
+        cells = [
             row.mode,
             f"{row.containment:.2f}",
             f"{row.f1:.2f}",
             precision,
             f"{row.seconds_per_answer:.1f}",
-        )
+        ]
+        if row.judge is not None:
+            cells.append(f"{row.judge:.2f}")
+        table.add_row(*cells)
     console.print(table)
     if chart is not None:
         err_console.print(f"Chart saved to {chart}")

@@ -7,21 +7,29 @@ from pathlib import Path
 from xml.etree import ElementTree
 
 import pytest
+from click.testing import CliRunner
 
 from localrag.answer_eval import (
+    JUDGE_PROMPT,
     HeldOutQuestion,
+    ModeScores,
     chart_svg,
     citation_precision,
     contains_answer,
     evaluate_answers,
+    judge_answer,
+    judge_rows,
     load_held_out,
     normalise_answer,
+    parse_verdict,
     scores_json,
     token_f1,
 )
-from localrag.errors import ConfigError
+from localrag.cli import cli
+from localrag.errors import ConfigError, ModelError
 from localrag.indexer import Indexer
 from localrag.llm import LLMSettings, LocalLLM
+from localrag.model_registry import ModelRegistry
 from localrag.store import Store
 from tests.handbook import write_handbook
 from tests.helpers_llm import ScriptedLLM
@@ -101,3 +109,135 @@ def test_four_way_comparison_on_a_real_index(tmp_path: Path, embedder, tiny_gguf
     svg = chart_svg(rows)
     bars = ElementTree.fromstring(svg).findall("{http://www.w3.org/2000/svg}rect")
     assert len(bars) == 3 + 4 * 2 + 2  # legend, two metrics per mode, citations for RAG rows
+
+
+# -- the judge ------------------------------------------------------------------------------------
+
+QUESTIONS = [
+    HeldOutQuestion("How long can new parents take leave?", "twenty weeks", "hr/leave.md"),
+    HeldOutQuestion("How often are backup tapes rotated?", "every quarter", "backups.md"),
+]
+SVG = "{http://www.w3.org/2000/svg}"
+
+
+def test_parse_verdict() -> None:
+    assert parse_verdict("correct") is True
+    assert parse_verdict(" Incorrect\n") is False
+    with pytest.raises(ModelError, match="instead of correct or incorrect"):
+        parse_verdict("mostly correct")
+
+
+def test_judge_scores_are_the_share_of_correct_verdicts(tiny_gguf) -> None:  # type: ignore[no-untyped-def]
+    settings = LLMSettings(n_ctx=1024, temperature=0.0)
+    judge = ScriptedLLM(
+        LocalLLM.load(tiny_gguf["q4_k_m"], settings), "correct", "incorrect", "incorrect", "correct"
+    )
+    rows = [
+        ModeScores("base", questions=2, answers=["Twenty weeks.", "I do not know."]),
+        ModeScores("base + RAG", questions=2, answers=["Six months [1].", "Quarterly [1]."]),
+    ]
+    try:
+        judge_rows(rows, QUESTIONS, judge)
+    finally:
+        judge.close()
+    assert [r.verdicts for r in rows] == [[True, False], [False, True]]
+    assert [r.judge for r in rows] == [0.5, 0.5]
+    assert [r["verdicts"] for r in scores_json(rows)] == [
+        ["correct", "incorrect"],
+        ["incorrect", "correct"],
+    ]
+    # Each prompt holds the instructions, the question, the reference and that very answer.
+    prompts = [judge.text(i) for i in range(4)]
+    answers = [a for r in rows for a in r.answers]
+    for prompt, item, answer in zip(prompts, QUESTIONS * 2, answers, strict=True):
+        assert JUDGE_PROMPT in prompt
+        assert f"Question: {item.question}" in prompt
+        assert f"Reference answer: {item.answer}" in prompt
+        assert prompt.rstrip().count(f"Candidate answer: {answer}") == 1
+    svg = ElementTree.fromstring(chart_svg(rows))
+    # A legend of four (judge included); per row containment, F1, judge (no citation precision).
+    assert len(svg.findall(f"{SVG}rect")) == 4 + 2 * 3
+
+
+def test_judge_rejects_a_reply_that_is_not_a_verdict(tiny_gguf) -> None:  # type: ignore[no-untyped-def]
+    judge = ScriptedLLM(LocalLLM.load(tiny_gguf["q4_k_m"], LLMSettings(n_ctx=1024)), "maybe")
+    try:
+        with pytest.raises(ModelError, match="'maybe'"):
+            judge_answer(judge, "Q?", "twenty weeks", "Twenty weeks.")
+    finally:
+        judge.close()
+
+
+def test_judge_grammar_forces_a_verdict_from_a_random_model(tiny_gguf) -> None:  # type: ignore[no-untyped-def]
+    """Unscripted: the tiny model's own reply, held to the judge's grammar by llama.cpp."""
+    judge = LocalLLM.load(tiny_gguf["q4_k_m"], LLMSettings(n_ctx=1024, temperature=0.0))
+    try:
+        verdicts = {judge_answer(judge, q.question, q.answer, "No idea.") for q in QUESTIONS}
+    finally:
+        judge.close()
+    assert verdicts <= {True, False}
+
+
+@pytest.fixture
+def eval_setup(tmp_path: Path, embedder, models_root: Path, tiny_gguf) -> list[str]:  # type: ignore[no-untyped-def]
+    """An index of the handbook, three questions and an installed model: the CLI's arguments."""
+    db = tmp_path / "index.db"
+    with Store.open(db) as store:
+        Indexer(store, embedder).index([write_handbook(tmp_path / "handbook")])
+    questions = tmp_path / "questions.jsonl"
+    extra = HeldOutQuestion("Where do visitors park?", "level one", "facilities/parking.md")
+    lines = [json.dumps(q.__dict__) for q in [*QUESTIONS, extra]]
+    questions.write_text("\n".join(lines) + "\n")
+    ModelRegistry().import_file(tiny_gguf["q4_k_m"], name="tiny-base")
+    return [
+        *("eval", "answers", str(questions), "--db", str(db)),
+        *("--embedder", str(models_root / "embedders" / "all-MiniLM-L6-v2")),
+        *("--base", "tiny-base", "--finetuned", str(tiny_gguf["q8_0"])),
+        *("--max-tokens", "6", "--limit", "2"),
+    ]
+
+
+def _run(args: list[str]) -> str:
+    result = CliRunner(env={"COLUMNS": "200"}).invoke(cli, args, catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    return result.stdout
+
+
+def test_cli_judge_column_and_json(eval_setup: list[str], tmp_path: Path) -> None:
+    chart = tmp_path / "chart.svg"
+    judged = [*eval_setup, "--judge", "tiny-base"]
+    report = json.loads(_run([*judged, "--json", "--chart", str(chart)]))
+    assert report["questions"] == 2 and report["judge"] == "tiny-base"
+    modes = report["modes"]
+    assert [m["mode"] for m in modes] == ["base", "base + RAG", "fine-tuned", "fine-tuned + RAG"]
+    for mode in modes:
+        assert 0.0 <= mode["judge"] <= 1.0
+        assert len(mode["verdicts"]) == 2 and set(mode["verdicts"]) <= {"correct", "incorrect"}
+        assert mode["judge"] == mode["verdicts"].count("correct") / 2
+    bars = ElementTree.fromstring(chart.read_text()).findall(f"{SVG}rect")
+    legend = [b for b in bars if b.get("width") == "12"]
+    assert len(legend) == 4
+    assert sum(b.get("fill") == "#b279a2" for b in bars) == 1 + 4  # the legend and every mode
+
+    table = _run(judged)
+    header = next(line for line in table.splitlines() if "contains answer" in line)
+    assert header.rstrip(" │┃").endswith("judge")
+    assert "judge: share of answers tiny-base graded correct" in table
+
+
+def test_cli_without_judge(eval_setup: list[str]) -> None:
+    report = json.loads(_run([*eval_setup, "--json"]))
+    assert report["judge"] is None
+    assert all(m["judge"] is None and m["verdicts"] is None for m in report["modes"])
+    table = _run(eval_setup)
+    assert "contains answer" in table and "judge" not in table
+
+
+def test_cli_unknown_judge_fails_before_answering(eval_setup: list[str], tmp_path: Path) -> None:
+    result = CliRunner().invoke(cli, [*eval_setup, "--judge", "no-such-judge"])
+    assert result.exit_code != 0
+    assert "no language model named 'no-such-judge'; installed: tiny-base" in result.output
+    # Checked before the index is even opened: a missing index is not what gets reported.
+    missing_db = [*eval_setup, "--db", str(tmp_path / "none.db"), "--judge", "no-such-judge"]
+    result = CliRunner().invoke(cli, missing_db)
+    assert result.exit_code != 0 and "'no-such-judge'" in result.output
