@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from localrag.errors import ConfigError, ModelError
+from localrag.reasoning import final_answer
 
 if TYPE_CHECKING:
     from localrag.embedder import Embedder
@@ -144,7 +145,8 @@ def closed_book_answer(llm: LocalLLM, question: str, max_tokens: int) -> str:
     prompt = llm.chat_prompt(
         [{"role": "system", "content": CLOSED_BOOK_PROMPT}, {"role": "user", "content": question}]
     )
-    return llm.complete(prompt.tokens, max_tokens=max_tokens, temperature=0.0).strip()
+    # A model fine-tuned on RAFT examples may reason first here too; its answer is what is scored.
+    return final_answer(llm.complete(prompt.tokens, max_tokens=max_tokens, temperature=0.0))
 
 
 def evaluate_answers(
@@ -157,36 +159,54 @@ def evaluate_answers(
     progress: Progress | None = None,
 ) -> list[ModeScores]:
     """Each model without and with retrieval, on the same questions, in a fixed order."""
+    rows: list[ModeScores] = []
+    for label, llm in models.items():
+        rows += evaluate_model(
+            label, llm, questions, store, embedder, max_tokens=max_tokens, progress=progress
+        )
+    return rows
+
+
+def evaluate_model(
+    label: str,
+    llm: LocalLLM,
+    questions: Sequence[HeldOutQuestion],
+    store: Store,
+    embedder: Embedder,
+    *,
+    max_tokens: int = 128,
+    progress: Progress | None = None,
+) -> list[ModeScores]:
+    """One model's two rows: closed book, then with localrag's retrieval."""
     from localrag.answer import Answerer
 
     rows: list[ModeScores] = []
-    for label, llm in models.items():
-        for with_rag in (False, True):
-            row = ModeScores(f"{label} + RAG" if with_rag else label)
-            answerer = Answerer(store, embedder, llm) if with_rag else None
-            precisions: list[float] = []
-            started = time.perf_counter()
-            for index, item in enumerate(questions):
-                if progress:
-                    progress(row.mode, index, len(questions))
-                if answerer is None:
-                    text = closed_book_answer(llm, item.question, max_tokens)
-                else:
-                    answer = answerer.ask(item.question)
-                    text = answer.read()
-                    score = citation_precision([s.path for s in answer.cited], item.document)
-                    if score is not None:
-                        precisions.append(score)
-                row.answers.append(text)
-                row.containment += contains_answer(text, item.answer)
-                row.f1 += token_f1(text, item.answer)
-            count = max(1, len(questions))
-            row.questions = len(questions)
-            row.containment /= count
-            row.f1 /= count
-            row.seconds_per_answer = (time.perf_counter() - started) / count
-            row.citation_precision = sum(precisions) / len(precisions) if precisions else None
-            rows.append(row)
+    for with_rag in (False, True):
+        row = ModeScores(f"{label} + RAG" if with_rag else label)
+        answerer = Answerer(store, embedder, llm) if with_rag else None
+        precisions: list[float] = []
+        started = time.perf_counter()
+        for index, item in enumerate(questions):
+            if progress:
+                progress(row.mode, index, len(questions))
+            if answerer is None:
+                text = closed_book_answer(llm, item.question, max_tokens)
+            else:
+                answer = answerer.ask(item.question)
+                text = answer.read()  # a fine-tuned model's ##Reason: part is not in it
+                score = citation_precision([s.path for s in answer.cited], item.document)
+                if score is not None:
+                    precisions.append(score)
+            row.answers.append(text)
+            row.containment += contains_answer(text, item.answer)
+            row.f1 += token_f1(text, item.answer)
+        count = max(1, len(questions))
+        row.questions = len(questions)
+        row.containment /= count
+        row.f1 /= count
+        row.seconds_per_answer = (time.perf_counter() - started) / count
+        row.citation_precision = sum(precisions) / len(precisions) if precisions else None
+        rows.append(row)
     return rows
 
 
@@ -260,6 +280,7 @@ def scores_json(rows: Sequence[ModeScores]) -> list[dict[str, object]]:
             "verdicts": None
             if r.judge is None
             else ["correct" if v else "incorrect" for v in r.verdicts],
+            "answers": r.answers,  # in question order, so each can be read beside its verdict
         }
         for r in rows
     ]

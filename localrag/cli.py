@@ -405,7 +405,12 @@ def search(
 )
 @click.option("--chat", is_flag=True, help="Keep asking follow-up questions after the answer.")
 @click.option("--json", "as_json", is_flag=True, help="The answer and its sources as JSON.")
-@click.option("-v", "--verbose", is_flag=True, help="Show timings and token counts.")
+@click.option(
+    "-v",
+    "--verbose",
+    is_flag=True,
+    help="Show timings, token counts and a fine-tuned model's reasoning.",
+)
 def ask(
     question: str | None,
     db: Path | None,
@@ -723,6 +728,12 @@ def finetune_dataset(
 @click.option("--rank", "lora_r", type=click.IntRange(1), default=None, help="LoRA rank.")
 @click.option("--max-seq-len", type=click.IntRange(64), default=None, help="Tokens per example.")
 @click.option("--seed", type=int, default=None, help="Seed for every random choice.")
+@click.option(
+    "--threads",
+    type=click.IntRange(1),
+    default=None,
+    help="CPU threads for training [default: torch's choice].",
+)
 @click.option("--resume", is_flag=True, help="Continue from the newest checkpoint in --out.")
 @click.option("--quantize", "quantization", default="Q4_K_M", show_default=True, help="GGUF type.")
 def finetune_train(
@@ -737,6 +748,7 @@ def finetune_train(
     lora_r: int | None,
     max_seq_len: int | None,
     seed: int | None,
+    threads: int | None,
     resume: bool,
     quantization: str,
 ) -> None:
@@ -763,6 +775,7 @@ def finetune_train(
         "lora_r": lora_r,
         "max_seq_len": max_seq_len,
         "seed": seed,
+        "threads": threads,
     }
     settings = TrainSettings(**{k: v for k, v in given.items() if v is not None})
     settings.check()
@@ -975,7 +988,7 @@ def eval_answers(
     """
     from localrag.answer_eval import (
         chart_svg,
-        evaluate_answers,
+        evaluate_model,
         judge_rows,
         load_held_out,
         scores_json,
@@ -985,31 +998,37 @@ def eval_answers(
     from localrag.model_registry import resolve_model
 
     held_out = load_held_out(questions)[:limit]
-    if judge_model is not None:
-        resolve_model(judge_model)  # an unknown judge fails now, not after all the answering
     names = {"base": base_model, **({"fine-tuned": tuned_model} if tuned_model else {})}
+    for name in [*names.values(), *([judge_model] if judge_model else [])]:
+        resolve_model(name)  # an unknown name fails now, not after minutes of answering
+    rows = []
     with _open_store(db, create=False) as store:
         embedder = load_embedder(embedder_name)
-        models = {}
-        try:
+        with err_console.status("Answering…") as status:
+
+            def on_progress(mode: str, done: int, total: int) -> None:
+                status.update(f"{mode}: question {done + 1} of {total}")
+
+            # One model in memory at a time: two laptop-sized models together may not fit.
             for label, name in names.items():
+                status.update(f"loading {name}…")
                 llm = load_llm(name, temperature=0.0, max_tokens=max_tokens)
                 if llm is None:
                     raise LocalragError(f"no model {name!r} is installed")
-                models[label] = llm
-            with err_console.status("Answering…") as status:
-
-                def on_progress(mode: str, done: int, total: int) -> None:
-                    status.update(f"{mode}: question {done + 1} of {total}")
-
-                rows = evaluate_answers(
-                    held_out, models, store, embedder, max_tokens=max_tokens, progress=on_progress
-                )
-        finally:
-            for llm in models.values():
-                llm.close()
+                try:
+                    rows += evaluate_model(
+                        label,
+                        llm,
+                        held_out,
+                        store,
+                        embedder,
+                        max_tokens=max_tokens,
+                        progress=on_progress,
+                    )
+                finally:
+                    llm.close()
     if judge_model is not None:
-        # Loaded only once the answering models are closed: one model in memory at a time.
+        # Loaded once the answering models are closed: again one model in memory at a time.
         judge = load_llm(judge_model, temperature=0.0)
         if judge is None:
             raise LocalragError(f"no model {judge_model!r} is installed")

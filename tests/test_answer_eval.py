@@ -89,7 +89,15 @@ def test_four_way_comparison_on_a_real_index(tmp_path: Path, embedder, tiny_gguf
 
     # "base" knows nothing without sources; "tuned" learned one fact; with retrieval both cite.
     base = model("I do not know.", "I do not know.", "Twenty weeks [1].", "Every quarter [1].")
-    tuned = model("Twenty weeks.", "No idea.", "Twenty weeks [1].", "Every quarter [2].")
+    # The tuned model answers RAFT-style; only what follows ##Answer: is scored. Its second
+    # closed-book reasoning names the reference, which must not count as answering.
+    tuned = model(
+        "##Reason: I recall ##begin_quote##twenty weeks##end_quote##\n##Answer: Twenty weeks.",
+        "##Reason: perhaps ##begin_quote##every quarter##end_quote##\n##Answer: No idea.",
+        "##Reason: source [1] says ##begin_quote##twenty weeks##end_quote##\n"
+        "##Answer: Twenty weeks [1].",
+        "Every quarter [2].",
+    )
     with Store.open(db) as store:
         rows = evaluate_answers(questions, {"base": base, "fine-tuned": tuned}, store, embedder)
     base.close()
@@ -100,12 +108,15 @@ def test_four_way_comparison_on_a_real_index(tmp_path: Path, embedder, tiny_gguf
     assert table["base + RAG"].containment == 1.0
     assert table["base + RAG"].citation_precision == 1.0
     assert table["fine-tuned"].containment == 0.5
+    assert table["fine-tuned"].answers == ["Twenty weeks.", "No idea."]
+    assert table["fine-tuned + RAG"].answers[0] == "Twenty weeks [1]."
     assert table["fine-tuned + RAG"].containment == 1.0
     # The tapes question had one source: the invented [2] is dropped, not counted as a citation.
     assert table["fine-tuned + RAG"].answers[1] == "Every quarter."
     assert table["fine-tuned + RAG"].citation_precision == 1.0
     assert all(r.seconds_per_answer > 0 for r in rows)
     assert [row["mode"] for row in scores_json(rows)] == list(table)
+    assert scores_json(rows)[2]["answers"] == ["Twenty weeks.", "No idea."]
     svg = chart_svg(rows)
     bars = ElementTree.fromstring(svg).findall("{http://www.w3.org/2000/svg}rect")
     assert len(bars) == 3 + 4 * 2 + 2  # legend, two metrics per mode, citations for RAG rows

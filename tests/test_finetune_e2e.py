@@ -70,13 +70,15 @@ def test_fine_tuning_loop_end_to_end(
         cli,
         [
             *("finetune", "train", str(tiny_llm_dir), str(dataset), "--name", "tiny-ft"),
-            *("--out", str(run), "--steps", "3", "--backend", "peft"),
+            *("--out", str(run), "--steps", "3", "--backend", "peft", "--threads", "1"),
         ],
         catch_exceptions=False,
     )
     assert result.exit_code == 0, result.output
     assert "Training with peft on cpu" in result.output
     assert "Installed tiny-ft (Q4_K_M" in result.output
+    training = json.loads(next(run.rglob("training.json")).read_text())
+    assert training["settings"]["threads"] == 1
 
     registry = ModelRegistry()
     entry = registry.get("tiny-ft")
@@ -109,4 +111,6 @@ def test_fine_tuning_loop_end_to_end(
     modes = [row["mode"] for row in report_json["modes"]]
     assert modes == ["base", "base + RAG", "fine-tuned", "fine-tuned + RAG"]
     assert report_json["questions"] == report.counts["test"]
+    for row in report_json["modes"]:
+        assert len(row["answers"]) == report.counts["test"]
     assert chart.read_text().startswith("<svg")
