@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -714,7 +715,7 @@ def finetune_dataset(
     "out_dir",
     type=click.Path(file_okay=False, path_type=Path),
     default=None,
-    help="Run folder for checkpoints, adapter and merged model [default: runs/NAME].",
+    help="Run folder for checkpoints, adapter and merged model [default: models/runs/NAME].",
 )
 @click.option(
     "--backend",
@@ -759,7 +760,7 @@ def finetune_train(
     lineage; `localrag models default NAME` makes `ask` and the TUI use it.
     """
     from localrag.finetune.backends import choose_backend
-    from localrag.finetune.export import export_model
+    from localrag.finetune.export import check_quantization, export_model
     from localrag.finetune.merge import merge_adapter
     from localrag.finetune.train import TrainProgress, TrainSettings, train_lora
     from localrag.model_registry import ModelRegistry, validate_name
@@ -779,7 +780,10 @@ def finetune_train(
     }
     settings = TrainSettings(**{k: v for k, v in given.items() if v is not None})
     settings.check()
-    run_dir = out_dir or Path("runs") / name
+    quantization = check_quantization(quantization)
+    # Beside the models (weights, like them, and outside any git checkout's tracked files).
+    run_dir = out_dir or config.models_dir() / "runs" / name
+    err_console.print(f"Run folder: {_display_path(str(run_dir))}")
     choice = choose_backend(settings)
     err_console.print(f"Training with {choice.name} on {choice.device}: {choice.reason}")
     progress = Progress(
@@ -808,7 +812,11 @@ def finetune_train(
         )
         sys.exit(130)
     final = result.losses[-1] if result.losses else float("nan")
-    err_console.print(f"Trained {result.steps} steps (last loss {final:.3f}); merging…")
+    done = "Already trained" if result.already_done else "Trained"
+    err_console.print(f"{done} {result.steps} steps (last loss {final:.3f}); merging…")
+    if resume:
+        # Left by a run whose export failed; rebuilt from the adapter, which is what counts.
+        shutil.rmtree(run_dir / "merged", ignore_errors=True)
     merged = merge_adapter(base, result.adapter_dir, run_dir / "merged")
     lineage = json.loads((merged / "merge.json").read_text(encoding="utf-8"))
     with err_console.status(f"Converting and quantizing to {quantization}…"):

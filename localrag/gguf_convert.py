@@ -8,11 +8,14 @@ No torch: safetensors are parsed directly, which also covers bf16 (numpy has no 
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import functools
+import io
 import json
 import math
 import os
+import re
 import struct
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -729,6 +732,17 @@ def quant_ftype(qtype: str) -> int:
     return ftype
 
 
+def _quantize_failure(log: str) -> str:
+    """The line of llama.cpp's quantize log that says why it failed (else its last line)."""
+    lines = [line.strip() for line in log.splitlines() if line.strip()]
+    for line in reversed(lines):
+        # Progress lines have no newline, so the reason may follow a tensor's line.
+        found = re.search(r"(\w+: )?\b(failed|error)\b.*", line, re.IGNORECASE)
+        if found:
+            return found.group(0)
+    return lines[-1] if lines else "no reason given"
+
+
 def quantize(src: Path, dest: Path, qtype: str) -> Path:
     """Quantize a GGUF file with llama.cpp's own quantizer (e.g. qtype "Q4_K_M"); returns dest."""
     src, dest = Path(src), Path(dest)
@@ -741,14 +755,19 @@ def quantize(src: Path, dest: Path, qtype: str) -> Path:
     params.nthread = os.cpu_count() or 1
     dest.parent.mkdir(parents=True, exist_ok=True)
     tmp = _temp_path(dest)
+    log = io.StringIO()
     try:
-        failed = llama_cpp.llama_model_quantize(
-            str(src).encode(), str(tmp).encode(), ctypes.byref(params)
-        )
+        # llama.cpp logs every tensor through llama-cpp-python's callback, which writes to
+        # sys.stderr: kept here, and shown only when quantizing fails.
+        with contextlib.redirect_stderr(log):
+            failed = llama_cpp.llama_model_quantize(
+                str(src).encode(), str(tmp).encode(), ctypes.byref(params)
+            )
         if failed or not tmp.is_file():
+            reason = _quantize_failure(log.getvalue())
             raise ModelError(
-                f"llama.cpp could not quantize {src} to {qtype.upper()} (its log above says why; "
-                "the source must be f32, f16 or bf16, and IQ types need an importance matrix)"
+                f"llama.cpp could not quantize {src} to {qtype.upper()}: {reason} (the source "
+                "must be f32, f16 or bf16, and IQ types need an importance matrix)"
             )
         os.replace(tmp, dest)
     finally:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import shutil
 import subprocess
 import sys
@@ -420,6 +421,24 @@ def test_missing_weights_and_bad_shapes_are_refused(tiny_llm_dir: Path, tmp_path
 def test_unknown_quant_type_is_refused(tiny_gguf: dict[str, Path], tmp_path: Path) -> None:
     with pytest.raises(ModelError, match=r"unknown quantization type .Q3_X.*Q4_K_M"):
         quantize(tiny_gguf["f32"], tmp_path / "out.gguf", "Q3_X")
+
+
+def test_quantizing_is_quiet_and_a_failure_says_why(
+    tiny_gguf: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import llama_cpp._logger
+
+    # As in a fresh `localrag finetune train`, before any model was loaded (which quiets it),
+    # llama.cpp logs every tensor it quantizes.
+    llama_cpp._logger.logger.setLevel(logging.NOTSET)
+    try:
+        quantize(tiny_gguf["f32"], tmp_path / "ok.gguf", "Q8_0")
+        assert capsys.readouterr().err == ""
+        with pytest.raises(ModelError, match="failed to quantize: requantizing from type q8_0"):
+            quantize(tmp_path / "ok.gguf", tmp_path / "again.gguf", "Q4_K_M")
+        assert not (tmp_path / "again.gguf").exists()
+    finally:
+        llama_cpp._logger.set_verbose(False)
 
 
 # --------------------------------------------------------------------------- CLI

@@ -6,7 +6,7 @@ import json
 import subprocess
 import sys
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -19,10 +19,12 @@ from localrag.finetune.backends import choose_backend
 from localrag.finetune.merge import merge_adapter
 from localrag.finetune.sft_data import IGNORE, build_training_set, tokenize_chat
 from localrag.finetune.train import (
+    TRAINING_JSON,
     TrainProgress,
     TrainResult,
     TrainSettings,
     checkpoint_steps,
+    finished_run,
     hash_base_model,
     train_lora,
 )
@@ -571,3 +573,66 @@ def test_the_finetune_modules_import_without_torch() -> None:
         [sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True
     )
     assert "pip install 'localrag[finetune]'" in out.stdout
+
+
+# --------------------------------------------------------------------------- the command
+
+
+def _train_cli(*args: str) -> Any:
+    from click.testing import CliRunner
+
+    from localrag.cli import cli
+
+    return CliRunner().invoke(cli, ["finetune", "train", *args], catch_exceptions=False)
+
+
+def test_a_bad_quantization_is_refused_before_training(
+    tiny_llm_dir: Path, dataset_dir: Path
+) -> None:
+    from localrag.config import models_dir
+
+    result = _train_cli(str(tiny_llm_dir), str(dataset_dir), "--name", "q", "--quantize", "Q9_Z")
+    assert result.exit_code == 1
+    assert "unknown quantization 'Q9_Z'" in result.output
+    assert "Training with" not in result.output
+    assert not (models_dir() / "runs" / "q").exists()
+
+
+def test_runs_live_beside_the_models_and_a_failed_export_can_be_resumed(
+    tiny_llm_dir: Path, dataset_dir: Path
+) -> None:
+    from localrag.config import models_dir
+    from localrag.model_registry import ModelRegistry
+
+    args = [str(tiny_llm_dir), str(dataset_dir), "--name", "mine", "--steps", "2", "--threads", "1"]
+    first = _train_cli(*args)
+    assert first.exit_code == 0, first.output
+    run = models_dir() / "runs" / "mine"
+    assert (run / "training.json").is_file() and (run / "merged" / "merge.json").is_file()
+    # As if converting had failed after the merge: the model is not installed, merged/ is left.
+    ModelRegistry().remove("mine", delete_file=True)
+    again = _train_cli(*args, "--resume", "--out", str(run))
+    assert again.exit_code == 0, again.output
+    assert "Already trained 2 steps" in again.output
+    assert "Installed mine (Q4_K_M" in again.output
+    assert ModelRegistry().get("mine").lineage is not None
+
+
+def test_resuming_a_finished_run_trains_nothing(
+    trained: Trained, tiny_llm_dir: Path, dataset_dir: Path
+) -> None:
+    out = trained.result.out_dir
+    adapter = out / "adapter" / "adapter_model.safetensors"
+    before = adapter.stat().st_mtime_ns
+    again = train_lora(tiny_llm_dir, dataset_dir, out, FAST, resume=True)
+    assert again.already_done and not trained.result.already_done
+    assert again.losses == trained.result.losses and again.steps == trained.result.steps
+    assert adapter.stat().st_mtime_ns == before
+    # Any change that would train a different adapter means it is not the same run.
+    base_sha = json.loads((out / TRAINING_JSON).read_text())["base_model"]["sha256"]
+    train_file = dataset_dir / "train.jsonl"
+    assert finished_run(out, base_sha, train_file, FAST) is not None
+    assert finished_run(out, base_sha, train_file, replace(FAST, learning_rate=1e-3)) is None
+    assert finished_run(out, "0" * 64, train_file, FAST) is None
+    other = write_dataset(dataset_dir.parent / "other-data", CHATS[:2]) / "train.jsonl"
+    assert finished_run(out, base_sha, other, FAST) is None

@@ -20,6 +20,15 @@ DEFAULT_QUANTIZATION = "Q4_K_M"
 UNQUANTIZED = ("F16", "F32")
 
 
+def check_quantization(quantization: str) -> str:
+    """The GGUF type name in capitals; checked before training, not after it."""
+    wanted = quantization.upper()
+    if wanted not in UNQUANTIZED and wanted not in quant_types():
+        known = ", ".join(quant_types())
+        raise ModelError(f"unknown quantization {quantization!r}: use F16, F32 or one of {known}")
+    return wanted
+
+
 def export_model(
     merged_dir: Path,
     name: str,
@@ -34,10 +43,7 @@ def export_model(
     else identifies the run (dataset hash, training settings).
     """
     registry = registry or ModelRegistry()
-    wanted = quantization.upper()
-    if wanted not in UNQUANTIZED and wanted not in quant_types():
-        known = ", ".join(quant_types())
-        raise ModelError(f"unknown quantization {quantization!r}: use F16, F32 or one of {known}")
+    wanted = check_quantization(quantization)
     registry.dir.mkdir(parents=True, exist_ok=True)
     # Work beside the models folder: the GGUF is moved into it, not copied across disks.
     with tempfile.TemporaryDirectory(dir=registry.dir, prefix=".export-") as work:

@@ -20,7 +20,7 @@ import os
 import shutil
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -144,6 +144,7 @@ class TrainResult:
     data: DataStats
     resumed_from: int | None = None
     duration_s: float = 0.0
+    already_done: bool = False  # --resume found this run finished; nothing was trained
 
 
 ProgressFn = Callable[[TrainProgress], None]
@@ -488,12 +489,55 @@ def train_lora(
     examples = read_chat_examples(train_file)
     base_sha = hash_base_model(base_dir)
     _prepare_out_dir(out_dir, resume)
+    if resume:
+        finished = finished_run(out_dir, base_sha, train_file, settings)
+        if finished is not None:
+            return finished
     choice = choice or choose_backend(settings)
     if choice.name == "unsloth":
         import_unsloth()  # before transformers and peft, which it patches when imported
     job = _Job(base_dir, base_sha, train_file, examples, out_dir, settings, choice, resume)
     with torch_threads(settings.threads) as threads:
         return _train(job, threads, progress)
+
+
+def finished_run(
+    out_dir: Path, base_sha: str, train_file: Path, settings: TrainSettings
+) -> TrainResult | None:
+    """The run OUT already finished with this base, data and settings, as its training.json
+    tells; None when there is none or it differs. Resuming it again has nothing to train."""
+    try:
+        record = json.loads((out_dir / TRAINING_JSON).read_text(encoding="utf-8"))
+        saved, dataset = record["settings"], record["dataset"]
+        if record["steps"] != record["total_steps"]:
+            return None
+        if record["base_model"]["sha256"] != base_sha:
+            return None
+        if dataset["train_sha256"] != sha256_file(train_file):
+            return None
+        current = asdict(settings)
+        for name in _RESULT_SETTINGS:
+            # Target modules left to the default were resolved from the model when it ran.
+            defaulted = name == "target_modules" and current[name] is None
+            if not defaulted and saved.get(name) != current[name]:
+                return None
+        if not (out_dir / ADAPTER_DIR / "adapter_model.safetensors").is_file():
+            return None
+        known = {f.name for f in fields(DataStats)}
+        return TrainResult(
+            out_dir=out_dir,
+            adapter_dir=out_dir / ADAPTER_DIR,
+            training_json=out_dir / TRAINING_JSON,
+            choice=BackendChoice(**record["backend"]),
+            steps=record["steps"],
+            losses=list(record["losses"]),
+            data=DataStats(**{k: v for k, v in dataset.items() if k in known}),
+            resumed_from=(record.get("resumed_from") or [None])[-1],
+            duration_s=float(record.get("duration_s") or 0.0),
+            already_done=True,
+        )
+    except (OSError, ValueError, KeyError, TypeError):
+        return None  # no usable record: train (or resume from checkpoints) as usual
 
 
 @dataclass(frozen=True)
