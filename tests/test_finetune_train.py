@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -636,3 +637,31 @@ def test_resuming_a_finished_run_trains_nothing(
     assert finished_run(out, "0" * 64, train_file, FAST) is None
     other = write_dataset(dataset_dir.parent / "other-data", CHATS[:2]) / "train.jsonl"
     assert finished_run(out, base_sha, other, FAST) is None
+
+
+def test_training_never_touches_the_network(
+    tiny_llm_dir: Path, dataset_dir: Path, tmp_path: Path
+) -> None:
+    """As a user runs it: a fresh process, without the HF_HUB_OFFLINE the test suite sets."""
+    attempts_file = tmp_path / "attempts.json"
+    args = [
+        *("finetune", "train", str(tiny_llm_dir), str(dataset_dir), "--name", "offline"),
+        *("--steps", "1", "--threads", "1", "--out", str(tmp_path / "run")),
+    ]
+    code = (
+        "import json, sys\n"
+        "from tests.helpers_embedder import block_network\n"
+        "with block_network() as attempts:\n"
+        "    from localrag.cli import cli\n"
+        "    try:\n"
+        f"        cli.main({args!r}, standalone_mode=False)\n"
+        "    finally:\n"
+        f"        open({str(attempts_file)!r}, 'w').write(json.dumps(attempts))\n"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.endswith("_OFFLINE")}
+    done = subprocess.run(
+        [sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr
+    assert "Installed offline" in done.stdout
+    assert json.loads(attempts_file.read_text()) == []
