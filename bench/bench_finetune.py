@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import random
 import resource
 import statistics
@@ -38,6 +37,8 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+
+from bench.machine import describe as describe_machine  # noqa: E402
 
 WARMUP_STEPS = 2  # untimed
 CHATS = 48
@@ -203,26 +204,12 @@ def run_child(kind: str, args: argparse.Namespace, work: Path, round_no: int) ->
 # -- the parent ---------------------------------------------------------------------------------
 
 
-def machine() -> str:
-    model = ""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    cpu = f"{os.cpu_count()} cores" + (f" ({model})" if model else "")
-    load = f", load average {os.getloadavg()[0]:.1f}" if hasattr(os, "getloadavg") else ""
-    return f"{cpu}{load}, {time.strftime('%Y-%m-%d')}, Python {sys.version.split()[0]}"
-
-
 def bench(args: argparse.Namespace, work: Path) -> None:
     import torch
 
     args.model, args.data = write_inputs(work, args.hidden, args.intermediate, args.layers)
     lines = [
-        f"# {machine()}, torch {torch.__version__}",
+        f"# {describe_machine()}, torch {torch.__version__}",
         f"# python bench/bench_finetune.py {' '.join(sys.argv[1:])}".rstrip(),
     ]
     for line in lines:

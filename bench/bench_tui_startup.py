@@ -30,6 +30,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+
+from bench.machine import describe as describe_machine  # noqa: E402
+
 LAUNCHED = "LOCALRAG_BENCH_LAUNCHED"  # the parent's time.time() just before starting the child
 SIZE = (100, 30)
 
@@ -133,20 +136,6 @@ def build_index(work: Path) -> Path:
     return db
 
 
-def machine() -> str:
-    model = ""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    cpu = f"{os.cpu_count()} cores" + (f" ({model})" if model else "")
-    load = f", load average {os.getloadavg()[0]:.1f}" if hasattr(os, "getloadavg") else ""
-    return f"{cpu}{load}, {time.strftime('%Y-%m-%d')}, Python {sys.version.split()[0]}"
-
-
 def command_line() -> str:
     return " ".join(["python bench/bench_tui_startup.py", *sys.argv[1:]])
 
@@ -185,7 +174,7 @@ def bench(given_db: Path | None, rounds: int, work: Path) -> None:
         raise SystemExit(f"no such index: {db}")
     run_child("reference", db, work)  # untimed: fill the file cache
     run_child("localrag", db, work)
-    lines = [f"# {machine()}", f"# {command_line()}"]
+    lines = [f"# {describe_machine()}", f"# {command_line()}"]
     for line in lines:
         print(line, flush=True)
     ref: list[float] = []
