@@ -9,8 +9,10 @@ would. Dimensions suit K-quants (rows of 256).
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, processors, trainers
@@ -323,17 +325,17 @@ class ScriptedLLM:
         self._answers = list(answers)
         self.prompts: list[list[int]] = []
 
-    def __getattr__(self, name: str):  # type: ignore[no-untyped-def]
+    def __getattr__(self, name: str) -> Any:
         return getattr(self._llm, name)
 
-    def stream(self, prompt, **kwargs):  # type: ignore[no-untyped-def]
+    def stream(self, prompt: Sequence[int], **kwargs: Any) -> Iterator[str]:
         self.prompts.append(list(prompt))
         if self._answers:
             kwargs["grammar"] = "root ::= " + json.dumps(self._answers.pop(0))
             kwargs["max_tokens"] = 400
         return self._llm.stream(prompt, **kwargs)
 
-    def complete(self, prompt, **kwargs) -> str:  # type: ignore[no-untyped-def]
+    def complete(self, prompt: Sequence[int], **kwargs: Any) -> str:
         return "".join(self.stream(prompt, **kwargs))
 
     def text(self, call: int) -> str:
