@@ -727,7 +727,12 @@ def finetune_dataset(
 @click.option("--epochs", type=click.IntRange(1), default=None, help="Passes over the data.")
 @click.option("--lr", "learning_rate", type=float, default=None, help="Learning rate.")
 @click.option("--rank", "lora_r", type=click.IntRange(1), default=None, help="LoRA rank.")
-@click.option("--max-seq-len", type=click.IntRange(64), default=None, help="Tokens per example.")
+@click.option(
+    "--max-seq-len",
+    type=click.IntRange(64),
+    default=None,
+    help="Tokens per example; longer ones lose their answer's end [default: 2048].",
+)
 @click.option("--seed", type=int, default=None, help="Seed for every random choice.")
 @click.option(
     "--threads",
@@ -762,6 +767,7 @@ def finetune_train(
     from localrag.finetune.backends import choose_backend
     from localrag.finetune.export import check_quantization, export_model
     from localrag.finetune.merge import merge_adapter
+    from localrag.finetune.sft_data import DataStats
     from localrag.finetune.train import TrainProgress, TrainSettings, train_lora
     from localrag.model_registry import ModelRegistry, validate_name
 
@@ -801,10 +807,25 @@ def finetune_train(
         eta = f"{p.eta_s / 60:.0f} min" if p.eta_s >= 90 else f"{p.eta_s:.0f} s"
         progress.update(task, completed=p.step, total=p.total_steps, loss=f"{p.loss:.3f}", eta=eta)
 
+    def on_data(stats: DataStats) -> None:
+        cut = f", {stats.truncated} cut short at --max-seq-len" if stats.truncated else ""
+        err_console.print(f"{stats.used} of {stats.examples} examples to train on{cut}.")
+        for note in stats.notes:
+            err_console.print(f"[yellow]{note}.[/]")
+        if stats.truncated or stats.dropped_too_long:
+            err_console.print("[yellow]A larger --max-seq-len keeps those examples whole.[/]")
+
     try:
         with progress:
             result = train_lora(
-                base, dataset, run_dir, settings, resume=resume, progress=on_step, choice=choice
+                base,
+                dataset,
+                run_dir,
+                settings,
+                resume=resume,
+                progress=on_step,
+                choice=choice,
+                on_data=on_data,
             )
     except KeyboardInterrupt:
         err_console.print(

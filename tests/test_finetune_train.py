@@ -665,3 +665,28 @@ def test_training_never_touches_the_network(
     assert done.returncode == 0, done.stderr
     assert "Installed offline" in done.stdout
     assert json.loads(attempts_file.read_text()) == []
+
+
+def test_the_command_says_what_tokenizing_did_before_training(
+    tiny_llm_dir: Path, tmp_path: Path
+) -> None:
+    long_prompt = [
+        {"role": "user", "content": "Tell me about the garden. " * 40},
+        {"role": "assistant", "content": "It is green."},
+    ]
+    long_answer = [
+        {"role": "user", "content": "Describe the lentils."},
+        {"role": "assistant", "content": "They simmer slowly in the pot. " * 40},
+    ]
+    short = [CHATS[0], CHATS[2], CHATS[3]]  # CHATS[1]'s system prompt makes it too long for 64
+    data = write_dataset(tmp_path / "data", [*short, long_prompt, long_answer])
+    result = _train_cli(
+        *(str(tiny_llm_dir), str(data), "--name", "short", "--max-seq-len", "64"),
+        *("--steps", "1", "--threads", "1", "--out", str(tmp_path / "run")),
+    )
+    assert result.exit_code == 0, result.output
+    out = result.output
+    assert "4 of 5 examples to train on, 1 cut short at --max-seq-len." in out
+    assert "1 examples skipped: the prompt alone fills max_seq_len (64 tokens)." in out
+    assert "A larger --max-seq-len keeps those examples whole." in out
+    assert out.index("examples to train on") < out.index("Trained 1 steps")

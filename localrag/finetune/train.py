@@ -91,7 +91,9 @@ class TrainSettings:
     batch_size: int = 1
     grad_accum: int = 4
     warmup_steps: int = 5
-    max_seq_len: int = 1024
+    # A RAFT example (system prompt, four ~250-token passages, question, quoted answer) is
+    # about 1,500 tokens; at 1,024 most would be skipped.
+    max_seq_len: int = 2048
     seed: int = 0
     backend: str = "auto"  # "auto" | "unsloth" | "peft"
     device: str = "auto"  # "auto" | "cpu" | "mps" | "cuda"
@@ -476,11 +478,13 @@ def train_lora(
     resume: bool = False,
     progress: ProgressFn | None = None,
     choice: BackendChoice | None = None,
+    on_data: Callable[[DataStats], None] | None = None,
 ) -> TrainResult:
     """Train a LoRA adapter on `data` (train.jsonl or its folder) into OUT; returns the result.
 
     `choice` overrides choose_backend(settings). With `resume`, training continues from the
-    newest checkpoint in OUT (or starts, if there is none).
+    newest checkpoint in OUT (or starts, if there is none). `on_data` hears what tokenizing
+    did to the examples (used, truncated, skipped) before the model is loaded.
     """
     settings = settings or TrainSettings()
     settings.check()
@@ -498,7 +502,7 @@ def train_lora(
         import_unsloth()  # before transformers and peft, which it patches when imported
     job = _Job(base_dir, base_sha, train_file, examples, out_dir, settings, choice, resume)
     with torch_threads(settings.threads) as threads:
-        return _train(job, threads, progress)
+        return _train(job, threads, progress, on_data)
 
 
 def finished_run(
@@ -568,7 +572,12 @@ def torch_threads(threads: int | None) -> Iterator[int]:
         torch.set_num_threads(before)
 
 
-def _train(job: _Job, threads: int, progress: ProgressFn | None) -> TrainResult:
+def _train(
+    job: _Job,
+    threads: int,
+    progress: ProgressFn | None,
+    on_data: Callable[[DataStats], None] | None,
+) -> TrainResult:
     """Load, train (or resume) and save: train_lora's work once the inputs are checked."""
     base_dir, base_sha, train_file = job.base_dir, job.base_sha, job.train_file
     out_dir, settings, choice, resume = job.out_dir, job.settings, job.choice, job.resume
@@ -576,6 +585,8 @@ def _train(job: _Job, threads: int, progress: ProgressFn | None) -> TrainResult:
 
     tokenizer = _load_tokenizer(base_dir, transformers)
     dataset, stats = build_training_set(tokenizer, job.examples, settings.max_seq_len)
+    if on_data is not None:
+        on_data(stats)  # before the model loads: skipped examples are worth knowing at once
     schedule = Schedule.plan(len(dataset), settings)
 
     torch.manual_seed(settings.seed)
