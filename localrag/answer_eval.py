@@ -155,7 +155,7 @@ def evaluate_answers(
     store: Store,
     embedder: Embedder,
     *,
-    max_tokens: int = 128,
+    max_tokens: int = 256,  # room for RAFT reasoning before the answer
     progress: Progress | None = None,
 ) -> list[ModeScores]:
     """Each model without and with retrieval, on the same questions, in a fixed order."""
@@ -174,7 +174,7 @@ def evaluate_model(
     store: Store,
     embedder: Embedder,
     *,
-    max_tokens: int = 128,
+    max_tokens: int = 256,  # room for RAFT reasoning before the answer
     progress: Progress | None = None,
 ) -> list[ModeScores]:
     """One model's two rows: closed book, then with localrag's retrieval."""

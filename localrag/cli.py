@@ -987,7 +987,11 @@ def eval_retrieval(
 )
 @click.option("--limit", type=click.IntRange(1), default=None, help="Use the first N questions.")
 @click.option(
-    "--max-tokens", type=click.IntRange(1), default=128, show_default=True, help="Longest answer."
+    "--max-tokens",
+    type=click.IntRange(1),
+    default=256,
+    show_default=True,
+    help="Longest answer (a fine-tuned model's reasoning counts too).",
 )
 @click.option(
     "--chart",
