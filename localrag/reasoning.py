@@ -47,7 +47,7 @@ class ReasoningSplitter:
     """
 
     def __init__(self) -> None:
-        self._state = "start"  # start → reasoning → answer, or start → plain
+        self._state = "start"  # start → reasoning → answer → answer_shown, or start → plain
         self._pending = ""  # text held back while a marker may be forming
         self._reasoning: list[str] = []
 
