@@ -512,19 +512,23 @@ def finished_run(
     tells; None when there is none or it differs. Resuming it again has nothing to train."""
     try:
         record = json.loads((out_dir / TRAINING_JSON).read_text(encoding="utf-8"))
-        saved, dataset = record["settings"], record["dataset"]
-        if record["steps"] != record["total_steps"]:
+        dataset = record["dataset"]
+        ran = {
+            "settings": record["settings"],
+            "base_sha256": record["base_model"]["sha256"],
+            "train_sha256": dataset["train_sha256"],
+        }
+        now = asdict(settings)
+        if settings.target_modules is None:
+            # Left to the default, they were resolved from this same base model when it ran.
+            now["target_modules"] = record["settings"].get("target_modules")
+        current = {
+            "settings": now,
+            "base_sha256": base_sha,
+            "train_sha256": sha256_file(train_file),
+        }
+        if record["steps"] != record["total_steps"] or _fingerprint_diff(ran, current):
             return None
-        if record["base_model"]["sha256"] != base_sha:
-            return None
-        if dataset["train_sha256"] != sha256_file(train_file):
-            return None
-        current = asdict(settings)
-        for name in _RESULT_SETTINGS:
-            # Target modules left to the default were resolved from the model when it ran.
-            defaulted = name == "target_modules" and current[name] is None
-            if not defaulted and saved.get(name) != current[name]:
-                return None
         if not (out_dir / ADAPTER_DIR / "adapter_model.safetensors").is_file():
             return None
         known = {f.name for f in fields(DataStats)}
