@@ -10,7 +10,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 from rich.console import Console
@@ -20,6 +20,9 @@ from rich.text import Text
 
 from localrag import config
 from localrag.errors import LocalragError
+
+if TYPE_CHECKING:
+    from localrag.llm import LocalLLM
 
 console = Console(highlight=False, soft_wrap=True)
 err_console = Console(stderr=True, highlight=False)
@@ -973,6 +976,16 @@ def eval_retrieval(
                 console.print(f"  {q.q}  [dim]({q.file})[/]")
 
 
+def _load_installed_llm(name: str, **overrides: Any) -> LocalLLM:
+    """Model `name` loaded, or an error saying it is not installed."""
+    from localrag.llm import load_llm
+
+    llm = load_llm(name, **overrides)
+    if llm is None:
+        raise LocalragError(f"no model {name!r} is installed")
+    return llm
+
+
 @eval_group.command(name="answers")
 @click.argument("questions", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @db_option
@@ -1027,7 +1040,6 @@ def eval_answers(
         scores_json,
     )
     from localrag.embedder import load_embedder
-    from localrag.llm import load_llm
     from localrag.model_registry import resolve_model
 
     held_out = load_held_out(questions)[:limit]
@@ -1045,9 +1057,7 @@ def eval_answers(
             # One model in memory at a time: two laptop-sized models together may not fit.
             for label, name in names.items():
                 status.update(f"loading {name}…")
-                llm = load_llm(name, temperature=0.0, max_tokens=max_tokens)
-                if llm is None:
-                    raise LocalragError(f"no model {name!r} is installed")
+                llm = _load_installed_llm(name, temperature=0.0, max_tokens=max_tokens)
                 try:
                     rows += evaluate_model(
                         label,
@@ -1062,9 +1072,7 @@ def eval_answers(
                     llm.close()
     if judge_model is not None:
         # Loaded once the answering models are closed: again one model in memory at a time.
-        judge = load_llm(judge_model, temperature=0.0)
-        if judge is None:
-            raise LocalragError(f"no model {judge_model!r} is installed")
+        judge = _load_installed_llm(judge_model, temperature=0.0)
         try:
             with err_console.status("Judging…") as status:
 
