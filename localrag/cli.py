@@ -66,6 +66,21 @@ ignore_option = click.option(
 @click.version_option(package_name="localrag")
 def cli() -> None:
     """Private, offline question answering over the documents on your machine."""
+    _private_process()
+
+
+def _private_process() -> None:
+    """What every command (and `python tui.py`) sets up before touching any file.
+
+    Everything it creates is its owner's only: indexes, datasets, fine-tuned models and
+    training runs all hold the text of private documents. And a file name that is not valid
+    UTF-8 is shown with escapes (caf\\xe9.txt) rather than crashing the output.
+    """
+    os.umask(0o077)
+    for stream in (sys.stdout, sys.stderr):
+        reconfigure = getattr(stream, "reconfigure", None)
+        if reconfigure is not None:
+            reconfigure(errors="backslashreplace")
 
 
 def main() -> None:
@@ -77,10 +92,11 @@ def _db_path(db: Path | None) -> Path:
 
 
 @contextmanager
-def _open_store(db: Path | None, *, create: bool) -> Iterator[Any]:
+def _open_store(db: Path | None, *, read_only: bool) -> Iterator[Any]:
+    """The index: created when absent unless `read_only` (which never writes a byte)."""
     from localrag.store import Store
 
-    store = Store.open(_db_path(db), create=create)
+    store = Store.open(_db_path(db), read_only=read_only)
     try:
         yield store
     finally:
@@ -89,10 +105,13 @@ def _open_store(db: Path | None, *, create: bool) -> Iterator[Any]:
 
 def _display_path(path: str) -> str:
     """Relative to the working folder when inside it, else with ~ for the home folder."""
+    from localrag.paths import printable
+
     try:
-        return os.path.relpath(path) if path.startswith(os.getcwd() + os.sep) else _tilde(path)
+        shown = os.path.relpath(path) if path.startswith(os.getcwd() + os.sep) else _tilde(path)
     except ValueError:
-        return path
+        shown = path
+    return printable(shown)
 
 
 def _tilde(path: str) -> str:
@@ -136,7 +155,7 @@ def index(
     from localrag.indexer import Indexer, IndexEvent
 
     settings = _index_settings(max_file_size, chunk_tokens, embed_batch, ignore)
-    with _open_store(db, create=True) as store:
+    with _open_store(db, read_only=False) as store:
         roots = list(paths) or [Path(r.path) for r in store.roots()]
         if not roots:
             raise LocalragError(
@@ -329,7 +348,7 @@ def search(
     from localrag.embedder import load_embedder
     from localrag.retrieval import Retriever, snippet
 
-    with _open_store(db, create=False) as store:
+    with _open_store(db, read_only=True) as store:
         retriever = Retriever(store, load_embedder(embedder_name))
         results = retriever.search(query, k, path_filter=path_filter, mode=mode)  # type: ignore[arg-type]
     if as_json:
@@ -450,7 +469,7 @@ def ask(
         raise click.UsageError("give a question, or run without one in a terminal to chat")
     settings = AnswerSettings()
     apply_settings(settings, read_config_section("answer"), "config.toml [answer]")
-    with _open_store(db, create=False) as store:
+    with _open_store(db, read_only=True) as store:
         embedder = load_embedder(embedder_name)
         llm = None
         if not no_model:
@@ -545,6 +564,7 @@ def tui(
     from localrag.assistant import Assistant
     from localrag.tui.app import LocalragApp
 
+    _private_process()  # `python tui.py` runs this command without the group
     for folder in folders:
         if not folder.is_dir():
             raise click.BadParameter(f"not a folder: {folder}", param_hint="FOLDERS")
@@ -675,7 +695,7 @@ def finetune_dataset(
     from localrag.embedder import load_embedder
     from localrag.llm import load_llm
 
-    with _open_store(db, create=False) as store:
+    with _open_store(db, read_only=True) as store:
         embedder = load_embedder(embedder_name)
         with err_console.status("Loading the language model…"):
             llm = load_llm(model_name)
@@ -862,7 +882,7 @@ def finetune_train(
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def status(db: Path | None, show_errors: bool, as_json: bool) -> None:
     """Show what the index holds: folders, files, chunks, errors, model, size."""
-    with _open_store(db, create=False) as store:
+    with _open_store(db, read_only=True) as store:
         stats = store.stats()
         problems = store.problems()
     if as_json:
@@ -937,7 +957,7 @@ def eval_retrieval(
     from localrag.retrieval import Retriever
 
     items = load_questions(questions)
-    with _open_store(db, create=False) as store:
+    with _open_store(db, read_only=True) as store:
         retriever = Retriever(store, load_embedder(embedder_name))
         scores = [
             evaluate_retrieval(retriever, items, mode=m)  # type: ignore[arg-type]
@@ -1047,7 +1067,7 @@ def eval_answers(
     for name in [*names.values(), *([judge_model] if judge_model else [])]:
         resolve_model(name)  # an unknown name fails now, not after minutes of answering
     rows = []
-    with _open_store(db, create=False) as store:
+    with _open_store(db, read_only=True) as store:
         embedder = load_embedder(embedder_name)
         with err_console.status("Answering…") as status:
 

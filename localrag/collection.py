@@ -25,6 +25,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Literal
 
+from localrag.paths import printable
 from localrag.retrieval import Retriever, SearchResult, _quoted, query_terms, snippet
 from localrag.store import (
     ChunkHit,
@@ -846,8 +847,8 @@ def display_path(path: str, roots: list[Root]) -> str:
     for root in roots:
         if is_within(path, root.path):
             base = os.path.dirname(root.path.rstrip(os.sep)) or root.path
-            return os.path.relpath(path, base)
-    return path
+            return printable(os.path.relpath(path, base))
+    return printable(path)
 
 
 def _plural(n: int, noun: str) -> str:

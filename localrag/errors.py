@@ -41,3 +41,11 @@ class VectorsGone(StoreError):
 
 class ModelError(LocalragError):
     """A language model is missing, is not a usable GGUF file, or cannot be loaded."""
+
+
+class DiskFullError(StoreError):
+    """A write to the index failed for lack of disk space; the transaction was rolled back."""
+
+
+class DatabaseGone(StoreError):
+    """The index file was deleted or replaced while open: writing on would reach no file."""

@@ -10,11 +10,14 @@ an interrupted run keeps everything finished so far and the next run continues f
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
+import queue
+import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from collections.abc import Callable, Generator, Iterable, Sequence
+from contextlib import closing
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -24,6 +27,7 @@ from localrag.chunking import chunk_document
 from localrag.config import IndexSettings
 from localrag.embedder import Embedder
 from localrag.errors import ConfigError, ParseError, SkipFile, VectorsGone
+from localrag.file_read import read_regular_file, too_big_reason
 from localrag.parsers import parse_file
 from localrag.store import DocumentRow, PendingDocument, Root, Store
 from localrag.walker import IGNORE_FILES, FileEntry, RootFilter, WalkProblem, is_within
@@ -142,6 +146,7 @@ class Indexer:
             self._index_root(root, entries, problem_paths, stored, report)
         if report.changed or report.failed or report.skipped:
             self.store.collect_garbage()  # only replaced or deleted files leave orphans
+            self.store.checkpoint()  # and the deleted text leaves the WAL too
         report.seconds = time.perf_counter() - started
         self.on_event(
             IndexEvent(
@@ -285,9 +290,8 @@ class Indexer:
 
         batch = _EmbedBatch()
         left: list[str] = []
-        pool = ThreadPoolExecutor(1, thread_name_prefix="localrag-parse")
-        try:
-            prepared_files = _prefetch(pool, todo, lambda e: self._prepare(e, root, stored))
+        prepare = functools.partial(self._prepare, root=root, stored=stored)
+        with closing(_prefetch(todo, prepare)) as prepared_files:
             for done, prepared in enumerate(prepared_files, start=1):
                 self._apply(prepared, missing_by_hash, batch, report)
                 if batch.new_chunk_count >= self.settings.embed_batch:
@@ -295,11 +299,7 @@ class Indexer:
                 if interrupt is not None and done < len(todo) and interrupt():
                     left = [e.path for e in todo[done:]]
                     break
-            self._flush(batch, report)
-            pool.shutdown(wait=True, cancel_futures=True)
-        finally:
-            # On Ctrl-C, don't wait for files parsed ahead: they were never committed.
-            pool.shutdown(wait=False, cancel_futures=True)
+        self._flush(batch, report)
 
         gone = [p for p in missing if p not in batch.moved_from] + stale_errors
         if left:
@@ -311,21 +311,22 @@ class Indexer:
                 self.on_event(IndexEvent("deleted", path=path))
         return []
 
-    def _prepare(self, entry: FileEntry, root: Root, stored: dict[str, DocumentRow]) -> _Prepared:
+    def _prepare(
+        self, entry: FileEntry, *, root: Root, stored: dict[str, DocumentRow]
+    ) -> _Prepared:
         """Read, hash, parse and chunk one file (runs in the prefetch thread)."""
         prepared = _Prepared(entry, root, stored.get(entry.path))
-        if entry.size > self.settings.max_file_bytes:
-            prepared.status = "skipped"
-            prepared.reason = (
-                f"too big ({_megabytes(entry.size)} > limit "
-                f"{_megabytes(self.settings.max_file_bytes)})"
-            )
+        limit = self.settings.max_file_bytes
+        if entry.size > limit:
+            prepared.status, prepared.reason = "skipped", too_big_reason(entry.size, limit)
             return prepared
         try:
-            with open(entry.path, "rb") as fh:
-                data = fh.read()
+            read = read_regular_file(entry.path, limit)
         except FileNotFoundError:
             prepared.vanished = True
+            return prepared
+        except SkipFile as exc:  # became a pipe, a device or too big since the scan
+            prepared.status, prepared.reason = "skipped", str(exc)
             return prepared
         except PermissionError:
             prepared.status, prepared.reason = "error", "permission denied"
@@ -333,6 +334,9 @@ class Indexer:
         except OSError as exc:
             prepared.status, prepared.reason = "error", f"cannot read: {exc.strerror or exc}"
             return prepared
+        data = read.data
+        # What was read, not what the scan saw: the next run compares against this.
+        prepared.entry = entry = FileEntry(entry.path, read.size, read.mtime_ns)
         prepared.hash = content_hash(data)
         if prepared.content_unchanged:
             return prepared  # touched, not changed
@@ -478,17 +482,40 @@ class _EmbedBatch:
 
 
 def _prefetch(
-    pool: ThreadPoolExecutor, items: Iterable[FileEntry], fn: Callable[[FileEntry], _Prepared]
-) -> Iterable[_Prepared]:
-    """Map `fn` over items in a helper thread, a few ahead, yielding results in order."""
-    window: list[Future[_Prepared]] = []
-    for item in items:
-        window.append(pool.submit(fn, item))
-        if len(window) > _PREFETCH:
-            yield window.pop(0).result()
-    while window:
-        yield window.pop(0).result()
+    items: Sequence[FileEntry], fn: Callable[[FileEntry], _Prepared]
+) -> Generator[_Prepared, None, None]:
+    """Map `fn` over items in a helper thread, a few ahead, yielding results in order.
 
+    The helper is a daemon thread: a read stuck in the kernel (a hung network drive) must
+    never keep Ctrl-C from ending the process. Closing the generator stops the helper after
+    the file in hand; files prepared ahead were never committed, so nothing is lost.
+    """
+    results: queue.Queue[tuple[_Prepared | None, BaseException | None]] = queue.Queue(_PREFETCH)
+    stop = threading.Event()
 
-def _megabytes(size: int) -> str:
-    return f"{size / 1_000_000:.1f} MB"
+    def work() -> None:
+        for item in items:
+            if stop.is_set():
+                return
+            outcome: tuple[_Prepared | None, BaseException | None]
+            try:
+                outcome = (fn(item), None)
+            except BaseException as exc:  # handed to the consumer, raised there
+                outcome = (None, exc)
+            while not stop.is_set():
+                try:
+                    results.put(outcome, timeout=0.2)
+                    break
+                except queue.Full:
+                    continue
+
+    threading.Thread(target=work, name="localrag-parse", daemon=True).start()
+    try:
+        for _ in items:
+            prepared, error = results.get()
+            if error is not None:
+                raise error
+            assert prepared is not None
+            yield prepared
+    finally:
+        stop.set()

@@ -31,6 +31,7 @@ from typing import Any, Literal
 from localrag import config
 from localrag.errors import ModelError
 from localrag.gguf_info import GGUFInfo, read_gguf_info
+from localrag.private_files import make_private_dir, write_private_text
 
 MANIFEST_FILE = "models.json"
 MANIFEST_VERSION = 1
@@ -274,7 +275,7 @@ class ModelRegistry:
                 f"a model named {name!r} is already installed; pick another with --name "
                 f"or remove it first (`localrag models remove {name}`)"
             )
-        self.dir.mkdir(parents=True, exist_ok=True)
+        make_private_dir(self.dir)
         # A file already in the folder is registered where it lies, not copied beside itself.
         in_place = _same_file(src.parent, self.dir)
         dest = src if in_place else self.dir / f"{name}.gguf"
@@ -306,7 +307,7 @@ class ModelRegistry:
                 "HF_HUB_OFFLINE is set, so localrag will not download; unset it to pull, or "
                 "copy the .gguf file here and run `localrag models import FILE.gguf`"
             )
-        self.dir.mkdir(parents=True, exist_ok=True)
+        make_private_dir(self.dir)
         final = self.dir / target.file.rsplit("/", 1)[-1]
         self._refuse_taken(final, target.name)
         part = final.with_name(final.name + PART_SUFFIX)
@@ -393,11 +394,11 @@ class ModelRegistry:
     @contextlib.contextmanager
     def _update(self) -> Iterator[_Manifest]:
         """Read, change and rewrite the manifest, holding a lock against other localrag runs."""
-        self.dir.mkdir(parents=True, exist_ok=True)
+        make_private_dir(self.dir)
         with _locked(self.dir / (MANIFEST_FILE + ".lock")):
             manifest = self._load()
             yield manifest
-            _write_atomically(self.manifest_path, _dump_manifest(manifest))
+            write_private_text(self.manifest_path, _dump_manifest(manifest))
 
 
 def resolve_model(name_or_path: str | None, models_dir: str | Path | None = None) -> Path | None:
@@ -511,19 +512,6 @@ def _dump_manifest(manifest: _Manifest) -> str:
         "models": [e.to_json() for e in manifest.entries],
     }
     return json.dumps(data, indent=2) + "\n"
-
-
-def _write_atomically(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-    try:
-        with open(tmp, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
 
 
 @contextlib.contextmanager

@@ -7,15 +7,27 @@ Each embedding is kept as float32 for exact scoring and as a 1-bit-per-dimension
 for fast candidate search (DESIGN.md §2: 5× faster than float KNN at 100k, then rescored).
 
 WAL mode: one writer (the indexer), any number of readers that see committed files only.
+
+The file is private (0600, see private_files) and deletions are secure: SQLite's
+secure_delete zeroes freed content, FTS5's secure-delete drops terms from the full-text index
+at once, and `checkpoint()` empties the WAL, so the text of a deleted or re-indexed file does
+not linger in free pages. A file that is a SQLite database but not a localrag index is
+refused before anything is written to it.
+
+File names that are not valid UTF-8 (possible on Linux) reach Python as str with surrogate
+escapes. They are stored as their original bytes: bound as a BLOB and cast to TEXT in SQL
+(`_text`), and read back through a text factory that restores the escapes.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import time
+import urllib.parse
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -25,7 +37,13 @@ import sqlean as sqlite3  # stdlib sqlite3 often cannot load extensions (DESIGN.
 import sqlite_vec
 
 from localrag.documents import Chunk
-from localrag.errors import ModelMismatchError, StoreError, VectorsGone
+from localrag.errors import DatabaseGone, DiskFullError, ModelMismatchError, StoreError, VectorsGone
+from localrag.private_files import (
+    PRIVATE_FILE_MODE,
+    create_private_file,
+    make_private_dir,
+    tighten,
+)
 from localrag.walker import is_within
 
 if TYPE_CHECKING:  # sqlean mirrors the stdlib API; type-check against the stdlib's stubs
@@ -124,7 +142,23 @@ _M002_CONVERSATIONS = """
         CREATE INDEX turns_conversation ON turns(conversation_id);
 """
 
-MIGRATIONS: list[str] = [_M001_INITIAL, _M002_CONVERSATIONS]
+# "LRAG" in the file header's application_id: a localrag index says what it is, so another
+# program's SQLite file is recognised and refused rather than given our tables.
+APPLICATION_ID = 0x4C524147
+
+# Deleted text must not stay readable in the file: FTS5 otherwise keeps a deleted row's terms
+# in its segments until they happen to be merged.
+_M003_PRIVACY = f"""
+        PRAGMA application_id = {APPLICATION_ID};
+        INSERT INTO chunks_fts(chunks_fts, rank) VALUES ('secure-delete', 1);
+"""
+
+MIGRATIONS: list[str] = [_M001_INITIAL, _M002_CONVERSATIONS, _M003_PRIVACY]
+# Tables every localrag index has had since the first schema (for files from before
+# application_id was set).
+_CORE_TABLES = frozenset(("meta", "roots", "documents", "chunks"))
+_SQLITE_CANTOPEN = 14
+_SQLITE_FULL = 13
 SCHEMA_VERSION = len(MIGRATIONS)
 
 # ---------------------------------------------------------------------------------------------
@@ -280,31 +314,54 @@ def _vector_blob(vector: np.ndarray) -> bytes:
 class Store:
     """One open knowledge base. Use one Store per thread."""
 
-    def __init__(self, path: Path, db: Connection) -> None:
+    def __init__(self, path: Path, db: Connection, *, read_only: bool = False) -> None:
         self.path = path
         self.db = db
+        self.read_only = read_only
+        self._file_id = _file_id(path)
 
     # -- opening ------------------------------------------------------------------------------
 
     @classmethod
-    def open(cls, path: Path | str, *, create: bool = True) -> Store:
+    def open(cls, path: Path | str, *, create: bool = True, read_only: bool = False) -> Store:
+        """Open a localrag index, creating it (owner-only) when `create` and it is absent.
+
+        `read_only` never writes a byte: no migration, no WAL switch, no permission change.
+        It works where the file cannot be written (another user's index, a read-only disk).
+        """
         path = Path(path)
-        if not create and not path.exists():
+        exists = path.exists()
+        if not exists and (read_only or not create):
             raise StoreError(f"no index at {path}: run `localrag index FOLDER` first")
-        path.parent.mkdir(parents=True, exist_ok=True)
+        if not exists:
+            make_private_dir(path.parent)
+            create_private_file(path)  # 0600 before SQLite writes: its WAL and SHM copy the mode
         try:
-            db = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
-            db.enable_load_extension(True)
-            sqlite_vec.load(db)
-            db.enable_load_extension(False)
-            db.execute("PRAGMA busy_timeout = 10000")
-            store = cls(path, db)
-            _retry_locked(lambda: db.execute("PRAGMA journal_mode = WAL"))
-            # NORMAL in WAL mode never corrupts; a power cut may drop the last commits only.
-            db.execute("PRAGMA synchronous = NORMAL")
-            db.execute("PRAGMA foreign_keys = ON")
-            _retry_locked(store._migrate)
+            kind = _check_kind(path)
+            if kind == "empty" and read_only:
+                raise StoreError(f"no index at {path}: run `localrag index FOLDER` first")
+            if read_only:
+                db = _connect_read_only(path)
+            else:
+                tighten(path, PRIVATE_FILE_MODE)  # earlier versions made it 0644
+                for suffix in ("-wal", "-shm"):
+                    tighten(Path(f"{path}{suffix}"), PRIVATE_FILE_MODE)
+                db = _connect(path, "rw")
+            store = cls(path, db, read_only=read_only)
+            _configure(db)
+            if read_only:
+                store._check_readable_schema()
+            else:
+                _retry_locked(lambda: db.execute("PRAGMA journal_mode = WAL"))
+                # NORMAL in WAL mode never corrupts; a power cut may drop the last commits only.
+                db.execute("PRAGMA synchronous = NORMAL")
+                # After a checkpoint the WAL is cut back to nothing, so old page images (the
+                # text of deleted files among them) do not stay in its unused tail.
+                db.execute("PRAGMA journal_size_limit = 0")
+                _retry_locked(store._migrate)
         except sqlite3.DatabaseError as exc:
+            if _is_disk_full(exc):
+                raise DiskFullError(_disk_full_message(path)) from exc
             raise StoreError(f"{path} is not a usable localrag index: {exc}") from exc
         return store
 
@@ -316,6 +373,34 @@ class Store:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+    def _check_readable_schema(self) -> None:
+        version = self.db.execute("PRAGMA user_version").fetchone()[0]
+        if version > SCHEMA_VERSION:
+            raise StoreError(
+                f"{self.path} was written by a newer localrag (schema {version}); upgrade localrag"
+            )
+
+    def check_file(self) -> None:
+        """Raise DatabaseGone if the file this store opened was deleted or replaced.
+
+        SQLite keeps writing to an unlinked file in WAL mode without a word, and everything
+        written there is lost when the connection closes.
+        """
+        try:
+            now = _file_id(self.path)
+        except FileNotFoundError:
+            raise DatabaseGone(
+                f"the index {self.path} was deleted while localrag was using it; "
+                "nothing more was written to it"
+            ) from None
+        except OSError:
+            return  # cannot tell (e.g. a folder made unreadable): let SQLite report problems
+        if now != self._file_id:
+            raise DatabaseGone(
+                f"the index {self.path} was replaced by another file while localrag was using "
+                "it; nothing more was written to the old one"
+            )
 
     def _migrate(self) -> None:
         while True:
@@ -348,15 +433,41 @@ class Store:
 
     @contextmanager
     def transaction(self) -> Iterator[Connection]:
-        """BEGIN IMMEDIATE so a writer never fails half-way on a lock upgrade."""
-        self.db.execute("BEGIN IMMEDIATE")
+        """BEGIN IMMEDIATE so a writer never fails half-way on a lock upgrade.
+
+        Everything inside commits together or not at all. A full disk becomes DiskFullError
+        and a deleted or replaced database file DatabaseGone, after the rollback.
+        """
+        self.check_file()
+        try:
+            self.db.execute("BEGIN IMMEDIATE")
+        except sqlite3.OperationalError as exc:
+            raise self._write_error(exc) from exc
         try:
             yield self.db
-        except BaseException:
-            self.db.execute("ROLLBACK")
-            raise
-        else:
+            self.check_file()  # deleted meanwhile: roll back rather than commit into no file
             self.db.execute("COMMIT")
+        except BaseException as exc:
+            if self.db.in_transaction:
+                # SQLite has rolled back by itself after some errors: nothing to undo then.
+                with suppress(sqlite3.Error):
+                    self.db.execute("ROLLBACK")
+            if isinstance(exc, sqlite3.OperationalError):
+                raise self._write_error(exc) from exc
+            raise
+
+    def _write_error(self, exc: sqlite3.OperationalError) -> Exception:
+        if _is_disk_full(exc):
+            return DiskFullError(_disk_full_message(self.path))
+        return exc
+
+    def checkpoint(self) -> None:
+        """Move the WAL into the database and empty it: deleted text leaves the WAL too."""
+        if self.read_only:
+            return
+        # Busy readers or a full disk: the next checkpoint (or the last close) does it.
+        with suppress(sqlite3.OperationalError):
+            self.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
 
     @contextmanager
     def snapshot(self) -> Iterator[Connection]:
@@ -382,10 +493,16 @@ class Store:
         if self.model_identity() is None:
             wanted = {"name": name, "dim": dim, "fingerprint": fingerprint}
             with self.transaction() as db:
-                db.execute(
-                    "INSERT INTO meta(key, value) VALUES ('embedder', ?)", (json.dumps(wanted),)
-                )
-                db.execute(f"CREATE VIRTUAL TABLE embedding_bits USING vec0(embedding bit[{dim}])")
+                # Checked again under the write lock: two first runs on one new database
+                # must not both record it.
+                if db.execute("SELECT 1 FROM meta WHERE key = 'embedder'").fetchone() is None:
+                    db.execute(
+                        "INSERT INTO meta(key, value) VALUES ('embedder', ?)",
+                        (json.dumps(wanted),),
+                    )
+                    db.execute(
+                        f"CREATE VIRTUAL TABLE embedding_bits USING vec0(embedding bit[{dim}])"
+                    )
         self.check_embedder(name, dim, fingerprint)
 
     def check_embedder(self, name: str, dim: int, fingerprint: str) -> None:
@@ -418,14 +535,22 @@ class Store:
             if is_within(path, root.path):
                 return root
         with self.transaction() as db:
-            cur = db.execute("INSERT INTO roots(path, added_at) VALUES (?, ?)", (path, time.time()))
+            # Looked at again under the write lock: another process may have added it.
+            existing = [Root(*r) for r in db.execute("SELECT id, path FROM roots")]
+            for root in existing:
+                if is_within(path, root.path):
+                    return root
+            cur = db.execute(
+                "INSERT INTO roots(path, added_at) VALUES (CAST(? AS TEXT), ?)",
+                (_text(path), time.time()),
+            )
             new = Root(int(cur.lastrowid or 0), path)
-            for old_id, old_path in db.execute("SELECT id, path FROM roots").fetchall():
-                if old_id != new.id and is_within(old_path, path):
+            for old in existing:
+                if is_within(old.path, path):
                     db.execute(
-                        "UPDATE documents SET root_id = ? WHERE root_id = ?", (new.id, old_id)
+                        "UPDATE documents SET root_id = ? WHERE root_id = ?", (new.id, old.id)
                     )
-                    db.execute("DELETE FROM roots WHERE id = ?", (old_id,))
+                    db.execute("DELETE FROM roots WHERE id = ?", (old.id,))
         return new
 
     def roots(self) -> list[Root]:
@@ -433,7 +558,8 @@ class Store:
 
     def remove_root(self, path: str) -> bool:
         with self.transaction() as db:
-            return db.execute("DELETE FROM roots WHERE path = ?", (path,)).rowcount > 0
+            cur = db.execute("DELETE FROM roots WHERE path = CAST(? AS TEXT)", (_text(path),))
+            return cur.rowcount > 0
 
     # -- documents ----------------------------------------------------------------------------
 
@@ -451,14 +577,17 @@ class Store:
             # `below` up to (not including) the same prefix with the separator's successor:
             # a range the path index answers, unlike LIKE.
             rows = self.db.execute(
-                f"SELECT {_DOC_COLUMNS} FROM documents WHERE path = ? OR (path >= ? AND path < ?)",
-                (path, below, below[:-1] + chr(ord(os.sep) + 1)),
+                f"SELECT {_DOC_COLUMNS} FROM documents WHERE path = CAST(? AS TEXT) "
+                "OR (path >= CAST(? AS TEXT) AND path < CAST(? AS TEXT))",
+                (_text(path), _text(below), _text(below[:-1] + chr(ord(os.sep) + 1))),
             )
             found.update((r[1], DocumentRow(*r)) for r in rows)
         return found
 
     def document(self, path: str) -> DocumentRow | None:
-        row = self.db.execute(f"SELECT {_DOC_COLUMNS} FROM documents WHERE path = ?", (path,))
+        row = self.db.execute(
+            f"SELECT {_DOC_COLUMNS} FROM documents WHERE path = CAST(? AS TEXT)", (_text(path),)
+        )
         found = row.fetchone()
         return DocumentRow(*found) if found else None
 
@@ -474,17 +603,20 @@ class Store:
     ) -> None:
         """A renamed or moved file keeps its chunks and vectors."""
         with self.transaction() as db:
-            db.execute("DELETE FROM documents WHERE path = ? AND id != ?", (new_path, doc_id))
             db.execute(
-                "UPDATE documents SET path = ?, root_id = ?, size = ?, mtime_ns = ? WHERE id = ?",
-                (new_path, root_id, size, mtime_ns, doc_id),
+                "DELETE FROM documents WHERE path = CAST(? AS TEXT) AND id != ?",
+                (_text(new_path), doc_id),
+            )
+            db.execute(
+                "UPDATE documents SET path = CAST(? AS TEXT), root_id = ?, size = ?, mtime_ns = ? "
+                "WHERE id = ?",
+                (_text(new_path), root_id, size, mtime_ns, doc_id),
             )
 
     def delete_documents(self, paths: Iterable[str]) -> int:
         with self.transaction() as db:
-            return sum(
-                db.execute("DELETE FROM documents WHERE path = ?", (p,)).rowcount for p in paths
-            )
+            sql = "DELETE FROM documents WHERE path = CAST(? AS TEXT)"
+            return sum(db.execute(sql, (_text(p),)).rowcount for p in paths)
 
     def record_unindexed(
         self,
@@ -499,11 +631,21 @@ class Store:
     ) -> None:
         """A file that yields no chunks (skipped or failed), with why; its old chunks go."""
         with self.transaction() as db:
-            db.execute("DELETE FROM documents WHERE path = ?", (path,))
+            db.execute("DELETE FROM documents WHERE path = CAST(? AS TEXT)", (_text(path),))
             db.execute(
                 "INSERT INTO documents(path, root_id, size, mtime_ns, content_hash, status, "
-                "reason, chunk_count, indexed_at) VALUES (?, ?, ?, ?, ?, ?, ?, 0, ?)",
-                (path, root_id, size, mtime_ns, content_hash, status, reason, time.time()),
+                "reason, chunk_count, indexed_at) "
+                "VALUES (CAST(? AS TEXT), ?, ?, ?, ?, ?, CAST(? AS TEXT), 0, ?)",
+                (
+                    _text(path),
+                    root_id,
+                    size,
+                    mtime_ns,
+                    content_hash,
+                    status,
+                    _text(reason),
+                    time.time(),
+                ),
             )
 
     def known_text_hashes(self, text_hashes: Iterable[str]) -> set[str]:
@@ -526,13 +668,13 @@ class Store:
         `new_vectors` holds embeddings for text hashes not yet stored; the rest are reused.
         """
         with self.transaction() as db:
-            db.execute("DELETE FROM documents WHERE path = ?", (doc.path,))
+            db.execute("DELETE FROM documents WHERE path = CAST(? AS TEXT)", (_text(doc.path),))
             cur = db.execute(
                 "INSERT INTO documents(path, root_id, size, mtime_ns, content_hash, format, title, "
                 "status, reason, chunk_count, indexed_at) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, 'indexed', NULL, ?, ?)",
+                "VALUES (CAST(? AS TEXT), ?, ?, ?, ?, ?, ?, 'indexed', NULL, ?, ?)",
                 (
-                    doc.path,
+                    _text(doc.path),
                     doc.root_id,
                     doc.size,
                     doc.mtime_ns,
@@ -757,8 +899,9 @@ class Store:
         below = _below(folder)
         rows = self.db.execute(
             f"SELECT {_INFO_COLUMNS} FROM documents "
-            "WHERE path = ? OR (path >= ? AND path < ?) ORDER BY path LIMIT ?",
-            (folder, below, _after(below), -1 if limit is None else limit),
+            "WHERE path = CAST(? AS TEXT) OR (path >= CAST(? AS TEXT) AND path < CAST(? AS TEXT)) "
+            "ORDER BY path LIMIT ?",
+            (_text(folder), _text(below), _text(_after(below)), -1 if limit is None else limit),
         )
         return [DocumentInfo(*r) for r in rows]
 
@@ -770,10 +913,10 @@ class Store:
         below = _below(folder)
         rows = self.db.execute(
             "WITH rest AS (SELECT substr(path, ?) AS tail FROM documents "
-            "WHERE path >= ? AND path < ?) "
+            "WHERE path >= CAST(? AS TEXT) AND path < CAST(? AS TEXT)) "
             "SELECT CASE WHEN instr(tail, ?) > 0 THEN substr(tail, 1, instr(tail, ?) - 1) "
             "ELSE '' END AS child, count(*) FROM rest GROUP BY child ORDER BY child",
-            (len(below) + 1, below, _after(below), os.sep, os.sep),
+            (len(below) + 1, _text(below), _text(_after(below)), os.sep, os.sep),
         )
         return [(r[0], r[1]) for r in rows]
 
@@ -781,8 +924,9 @@ class Store:
         """Document paths containing `fragment`, ignoring ASCII case (SQLite's lower() is ASCII
         only, so the fragment is lowered the same way); callers check the exact case."""
         rows = self.db.execute(
-            "SELECT path FROM documents WHERE instr(lower(path), ?) > 0 ORDER BY path",
-            (fold_ascii_case(fragment),),
+            "SELECT path FROM documents WHERE instr(lower(path), CAST(? AS TEXT)) > 0 "
+            "ORDER BY path",
+            (_text(fold_ascii_case(fragment)),),
         )
         return [r[0] for r in rows]
 
@@ -843,15 +987,15 @@ class Store:
             cur = db.execute(
                 "INSERT INTO turns(conversation_id, ordinal, question, answer, mode, "
                 "search_query, sources, cited, stopped, created_at) "
-                "SELECT ?, coalesce(max(ordinal) + 1, 0), ?, ?, ?, ?, ?, ?, ?, ? "
-                "FROM turns WHERE conversation_id = ?",
+                "SELECT ?, coalesce(max(ordinal) + 1, 0), CAST(? AS TEXT), CAST(? AS TEXT), ?, "
+                "CAST(? AS TEXT), CAST(? AS TEXT), ?, ?, ? FROM turns WHERE conversation_id = ?",
                 (
                     conversation_id,
-                    question,
-                    answer,
+                    _text(question),
+                    _text(answer),
                     mode,
-                    search_query,
-                    sources_json,
+                    _text(search_query),
+                    _text(sources_json),  # may name a file whose name is not UTF-8
                     cited_json,
                     int(stopped),
                     stamp,
@@ -968,14 +1112,14 @@ _GLOB_CHARS = frozenset("*?[")
 def _path_clause(path_filter: str) -> str:
     """A glob when the filter has glob characters, else a substring of the path."""
     if _GLOB_CHARS & set(path_filter):
-        return "d.path GLOB ?"
-    return "instr(d.path, ?) > 0"
+        return "d.path GLOB CAST(? AS TEXT)"
+    return "instr(d.path, CAST(? AS TEXT)) > 0"
 
 
-def _path_args(path_filter: str) -> list[str]:
+def _path_args(path_filter: str) -> list[str | bytes]:
     if _GLOB_CHARS & set(path_filter):
-        return [path_filter if path_filter.startswith("*") else "*" + path_filter]
-    return [path_filter]
+        return [_text(path_filter if path_filter.startswith("*") else "*" + path_filter)]
+    return [_text(path_filter)]
 
 
 def _below(folder: str) -> str:
@@ -995,3 +1139,113 @@ _ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrst
 def fold_ascii_case(text: str) -> str:
     """Lower-case A-Z only, as SQLite's lower() does: callers confirm what SQL matched."""
     return text.translate(_ASCII_LOWER)
+
+
+def _file_id(path: Path) -> tuple[int, int]:
+    st = os.stat(path)
+    return st.st_dev, st.st_ino
+
+
+def _uri(path: Path, **params: str) -> str:
+    # Quoted from the raw bytes: names with '?', '#', '%' or invalid UTF-8 stay exact.
+    quoted = urllib.parse.quote(os.fsencode(os.path.abspath(path)))
+    return f"file:{quoted}?{urllib.parse.urlencode(params)}"
+
+
+def _connect(path: Path, mode: str, **params: str) -> Connection:
+    db = sqlite3.connect(
+        _uri(path, mode=mode, **params), uri=True, isolation_level=None, check_same_thread=False
+    )
+    db.text_factory = _decode_text
+    return db
+
+
+def _connect_read_only(path: Path) -> Connection:
+    """A read-only connection; on a read-only disk (no WAL index can be made), immutable."""
+    db = _connect(path, "ro")
+    try:
+        db.execute("SELECT count(*) FROM sqlite_master").fetchone()
+    except sqlite3.OperationalError as exc:
+        if getattr(exc, "sqlite_errorcode", None) != _SQLITE_CANTOPEN:
+            raise
+        db.close()
+        # Nothing can write to a folder we cannot even create the WAL index in, so reading
+        # the file as immutable (no locks, no shared memory) is safe.
+        db = _connect(path, "ro", immutable="1")
+    return db
+
+
+def _configure(db: Connection) -> None:
+    db.enable_load_extension(True)
+    sqlite_vec.load(db)
+    db.enable_load_extension(False)
+    db.execute("PRAGMA busy_timeout = 10000")
+    db.execute("PRAGMA foreign_keys = ON")
+    # Freed pages and cells are overwritten with zeros, not left holding deleted text.
+    db.execute("PRAGMA secure_delete = ON")
+
+
+def _check_kind(path: Path) -> str:
+    """Return "empty" or "ours", or raise: whether `path` may be used as a localrag index.
+
+    Looked at through a read-only connection, so another program's database is refused
+    without a byte of it changed (not even a WAL switch or a checkpoint).
+    """
+    db = _connect_read_only(path)
+    try:
+        db.execute("BEGIN")  # one snapshot: another process may be creating the file right now
+        app_id = db.execute("PRAGMA application_id").fetchone()[0]
+        version = db.execute("PRAGMA user_version").fetchone()[0]
+        names = sorted(
+            r[0]
+            for r in db.execute(
+                "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'"
+            )
+        )
+    finally:
+        db.close()
+    if app_id == APPLICATION_ID:
+        return "ours"
+    if app_id == 0 and version == 0 and not names:
+        return "empty"
+    if app_id == 0 and version >= 1 and set(names) >= _CORE_TABLES:
+        return "ours"  # made before localrag set application_id
+    shown = ", ".join(names[:5]) + (", ..." if len(names) > 5 else "")
+    holds = f"it holds {len(names)} other tables: {shown}" if names else "it has another owner"
+    raise StoreError(
+        f"{path} is a SQLite database but not a localrag index ({holds}); it was left "
+        "untouched. Give localrag a file of its own with --db."
+    )
+
+
+# TEXT back to str, restoring the surrogate escapes of file names stored as raw bytes.
+_decode_text = functools.partial(bytes.decode, encoding="utf-8", errors="surrogateescape")
+
+
+def _text(value: str) -> str | bytes:
+    """A str SQLite can take: invalid UTF-8 (surrogate escapes) goes as its raw bytes, which
+    the SQL casts back to TEXT with `CAST(? AS TEXT)`."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return value.encode("utf-8", "surrogateescape")
+    return value
+
+
+def _is_disk_full(exc: BaseException) -> bool:
+    code = getattr(exc, "sqlite_errorcode", None)
+    if code is not None and code & 0xFF == _SQLITE_FULL:
+        return True
+    return "database or disk is full" in str(exc)
+
+
+def _disk_full_message(path: Path) -> str:
+    try:
+        usage = os.statvfs(path.parent)
+        free = f"{usage.f_bavail * usage.f_frsize / 1_000_000:.1f} MB free"
+    except OSError:
+        free = "free space unknown"
+    return (
+        f"the disk holding the index {path} is full ({free}); the change in hand was rolled "
+        "back and the index is unchanged. Free some space and run the command again."
+    )

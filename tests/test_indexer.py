@@ -214,14 +214,14 @@ def test_bad_inputs_are_recorded_and_never_stop_the_run(tmp_path, store, embedde
 
     if os.geteuid() == 0:
         # root reads any file, so the denial cannot be produced for real: fake the one call.
-        real_open = open
+        real_read = indexer_module.read_regular_file
 
         def deny(path, *args, **kwargs):  # type: ignore[no-untyped-def]
             if str(path).endswith("locked.txt"):
                 raise PermissionError(13, "Permission denied", str(path))
-            return real_open(path, *args, **kwargs)
+            return real_read(path, *args, **kwargs)
 
-        monkeypatch.setattr(indexer_module, "open", deny, raising=False)
+        monkeypatch.setattr(indexer_module, "read_regular_file", deny)
     else:
         (bad / "locked.txt").chmod(0)
 
