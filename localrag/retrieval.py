@@ -76,6 +76,18 @@ class SearchResult:
         return f"chars {c.char_start}-{c.char_end}"
 
 
+def clean_query(text: str) -> str:
+    """Any text a user can type or pass as an argument, made safe for every later step.
+
+    A command-line argument holding bytes that are not UTF-8 (`$'\\xff notice'`) arrives with
+    surrogate escapes, which the tokenizers, the model and SQLite all reject: those bytes
+    become U+FFFD, as a terminal shows them. NUL characters go too.
+    """
+    if not text.isascii():
+        text = text.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+    return text.replace("\x00", " ")
+
+
 def query_terms(text: str) -> list[str]:
     """The words of a question worth matching: stopwords go unless nothing else is left."""
     words = [w.lower() for w in _WORD.findall(text)]
@@ -127,6 +139,7 @@ class Retriever:
         path_filter: str | None = None,
         mode: Mode = "hybrid",
     ) -> list[SearchResult]:
+        query = clean_query(query)
         depth = max(CANDIDATES, k)
         vector_ranked: list[tuple[int, float]] = []
         keyword_ranked: list[tuple[int, float]] = []

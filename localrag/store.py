@@ -1246,6 +1246,7 @@ def _disk_full_message(path: Path) -> str:
     except OSError:
         free = "free space unknown"
     return (
-        f"the disk holding the index {path} is full ({free}); the change in hand was rolled "
-        "back and the index is unchanged. Free some space and run the command again."
+        f"the disk holding the index {path} is full ({free}): the change in hand was rolled "
+        "back, and everything saved before it is kept. Free some space and run the command "
+        "again to go on."
     )

@@ -44,13 +44,19 @@ from watchdog.observers.polling import PollingObserver
 from localrag.change_queue import ChangeQueue
 from localrag.config import IndexSettings
 from localrag.embedder import Embedder
-from localrag.errors import ConfigError
+from localrag.errors import ConfigError, DiskFullError
 from localrag.indexer import Indexer, IndexEvent, IndexReport
+from localrag.paths import printable
 from localrag.store import Store
 from localrag.walker import database_files, is_excluded_name, is_within
 
 if TYPE_CHECKING:
     from watchdog.observers.api import BaseObserver
+
+# How often an idle watcher checks that its database file is still the one it opened.
+_CHECK_DATABASE_EVERY = 2.0
+# Pause between attempts while the disk is full.
+_DISK_FULL_RETRY = 5.0
 
 # Event types that can change what a file holds or where it is. "opened" and
 # "closed_no_write" are left out: the indexer's own reads cause them. Passing the filter to
@@ -119,6 +125,7 @@ class Watcher:
     ) -> None:
         self.db_path = Path(db_path)
         self._database_files = database_files(self.db_path)
+        self._database_path = os.path.abspath(self.db_path)
         self.folders = [Path(f).expanduser().resolve() for f in folders]
         self.embedder = embedder
         # Smaller embedding batches than a full index: a batch is what a new edit may wait for.
@@ -139,6 +146,7 @@ class Watcher:
         self._batch_left = 0
         self._last_yield_check = 0.0
         self._events_lost = threading.Event()
+        self._full_since: float | None = None  # when a write last failed for a full disk
         self._log_listener = _WatchdogLog(self._on_events_lost, self._on_watchdog_warning)
 
     # -- control ------------------------------------------------------------------------------
@@ -184,7 +192,14 @@ class Watcher:
             self.roots = self._register_roots(store)
             # Watch before reconciling, so nothing that changes during the pass is missed.
             observer = self._start_observer()
-            report = indexer.index([Path(r) for r in self.roots])
+            try:
+                report = indexer.index([Path(r) for r in self.roots])
+            except DiskFullError as exc:
+                # Not fatal: the live loop retries every folder once there is room again.
+                self._disk_full(exc)
+                for root in self.roots:
+                    self.queue.add(root)
+                report = IndexReport()
             self._emit("reconciled", report=report)
             self._phase = "live"
             how = f"polling every {self.poll_interval:g}s" if self.backend == "polling" else None
@@ -205,8 +220,12 @@ class Watcher:
         changed_since_gc = False
         self._emit("idle")
         while not self._stop.is_set():
-            if not self.queue.wait_settled():
-                continue  # woken to stop
+            settled = self.queue.wait_settled(timeout=_CHECK_DATABASE_EVERY)
+            # A database deleted or replaced under us stops the watch with a clear error
+            # (DatabaseGone): writing on would go into a file nobody can open again.
+            store.check_file()
+            if not settled:
+                continue  # woken to stop, or time to look at the database again
             paths = self.queue.take_settled()
             if not paths:
                 continue
@@ -221,22 +240,40 @@ class Watcher:
             self._batch_left = len(paths)
             self._emit("batch", paths=len(paths))
             left: list[str] = list(paths)
+            report = IndexReport()
             try:
                 report, left = indexer.update(paths, interrupt=self._should_yield)
                 for path, reason in report.problems:
-                    self._emit("notice", message=f"{path}: {reason}")
+                    self._emit("notice", message=f"{printable(path)}: {reason}")
                 changed_since_gc |= bool(report.changed or report.failed or report.skipped)
                 if changed_since_gc and not left and len(self.queue) == 0:
                     # Only once drained: a file deleted in one batch and back in the next
                     # (a move seen in two parts) keeps its vectors.
                     store.collect_garbage()
+                    store.checkpoint()
                     changed_since_gc = False
+                if self._full_since is not None:
+                    self._full_since = None
+                    self._emit("notice", message="there is disk space again: indexing resumed")
+            except DiskFullError as exc:
+                self._disk_full(exc)  # the paths stay queued and are tried again after a pause
             finally:
                 self._batch_left = 0
                 self.queue.finish(left)
             self._emit("batch-done", report=report)
+            if self._full_since is not None:
+                self._stop.wait(_DISK_FULL_RETRY)
             if self.queue.is_idle():
                 self._emit("idle")
+
+    def _disk_full(self, exc: DiskFullError) -> None:
+        """Say it once per episode, not at every retry."""
+        if self._full_since is None:
+            self._full_since = time.monotonic()
+            self._emit(
+                "notice",
+                message=f"{exc} Watching goes on; changes are indexed once there is room.",
+            )
 
     def _should_yield(self) -> bool:
         """Asked by the indexer after each file: stop here so newer changes go first?"""
@@ -291,7 +328,9 @@ class Watcher:
             if not raw:
                 continue
             path = os.fsdecode(raw)
-            if self._wanted(path):
+            if path == self._database_path and event.event_type in ("deleted", "moved"):
+                self.queue.wake()  # the worker looks at the database file at once
+            elif self._wanted(path):
                 self.queue.add(path)
 
     def _on_watchdog_warning(self, message: str) -> None:

@@ -214,7 +214,7 @@ def test_a_document_cannot_inject_instructions(tmp_path, embedder, tiny_llm) -> 
     # The fence holds: the file's closing tags are defused, so only real blocks close.
     assert text.count("</source>") == len(evil.sources)
     assert text.count("</sources>") == 1
-    assert "‹/source>‹/sources>" in text
+    assert "&lt;/source>&lt;/sources>" in text
     # Its fake citation is not honoured, and behaviour matches the clean run.
     assert evil.invalid == [42] and answers["clean"].invalid == [42]
     assert evil.text == answers["clean"].text == "Every quarter [1]. PWNED."
