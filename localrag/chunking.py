@@ -12,16 +12,22 @@ Guarantees, for every chunk `c` of `chunk_document(doc, counter, max_tokens)`:
 
 A heading path too long for the budget is shortened (outer headings dropped first), so
 `c.heading_path` can be a suffix of its blocks' path.
+
+Memory stays bounded whatever the document (a 40 MB line once took 5.8 GB): blocks and their
+pieces are streamed, never listed whole; the tokenizer is never given more than
+COUNT_BATCH_CHARS characters at once; and a span longer than EXACT_COUNT_CHARS, which can never
+fit in one chunk, is not counted at all but estimated from its start.
 """
 
 from __future__ import annotations
 
 import bisect
 import re
-from collections.abc import Sequence
+from array import array
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, replace
-from itertools import pairwise
-from typing import Protocol
+from itertools import chain, islice, pairwise
+from typing import Protocol, TypeVar
 
 from localrag.documents import Block, Chunk, ParsedDocument
 
@@ -39,6 +45,14 @@ SEPARATOR = "\n\n"
 # tokenizer says: WordPiece counts a 10k-character "word" as one [UNK] token.
 MAX_CHARS_PER_TOKEN = 16
 MIN_MAX_TOKENS = 8
+# HF tokenizers keep ~320 bytes per token while encoding (ids, offsets, masks, words), so
+# counting is done in batches of at most this many characters (<= ~80 MB even at 1 char/token).
+COUNT_BATCH_CHARS = 1 << 18
+# Spans longer than this are too long for any chunk: their token count only steers where the
+# first cut is tried, so an estimate from their first EXACT_COUNT_CHARS characters does.
+EXACT_COUNT_CHARS = 1 << 18
+
+_T = TypeVar("_T")
 
 _SPLITTERS: dict[str, re.Pattern[str]] = {
     "para": re.compile(r"\n[ \t\f\v]*\n\s*"),
@@ -52,7 +66,7 @@ _LINE_LEVELS = ("para", "line", "sentence", "space")
 _SOFT_CUT = re.compile(r"[\s,;:.!?)\]}>/|\-]")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class _Seg:
     """A span of doc.text inside one block, with its token count."""
 
@@ -73,8 +87,10 @@ class _Chunker:
         self.max_tokens = max_tokens
         self.overlap = max(0, min(overlap, max_tokens // 4))
         self.max_chars = max_tokens * MAX_CHARS_PER_TOKEN
+        # Never below max_chars: a span that might fit in a chunk is always counted exactly.
+        self.exact_chars = max(EXACT_COUNT_CHARS, self.max_chars)
         self._headings: dict[tuple[str, ...], tuple[tuple[str, ...], int]] = {}
-        self._newlines: list[int] | None = None
+        self._newlines: array[int] | None = None
         self.sep_tokens = max(0, self.count(f"a{SEPARATOR}b") - self.count("a") - self.count("b"))
         self.chunks: list[Chunk] = []
 
@@ -90,6 +106,31 @@ class _Chunker:
             return list(batch(list(texts)))
         return [self.counter.count(t) for t in texts]
 
+    def _estimate(self, start: int, end: int) -> int:
+        """Tokens of a span too long to count, scaled up from a count of its start."""
+        sample = self.count(self.text[start : start + self.exact_chars])
+        return max(1, sample * (end - start) // self.exact_chars)
+
+    def _counted(self, spans: Iterable[tuple[int, int, _T]]) -> Iterator[tuple[int, int, _T, int]]:
+        """(start, end, payload, tokens) for each span, counted in bounded batches."""
+        batch: list[tuple[int, int, _T]] = []
+        chars = 0
+        for span in spans:
+            batch.append(span)
+            chars += min(span[1] - span[0], self.exact_chars)
+            if chars >= COUNT_BATCH_CHARS:
+                yield from self._count_batch(batch)
+                batch, chars = [], 0
+        if batch:
+            yield from self._count_batch(batch)
+
+    def _count_batch(self, spans: list[tuple[int, int, _T]]) -> Iterator[tuple[int, int, _T, int]]:
+        exact = [self.text[s:e] for s, e, _ in spans if e - s <= self.exact_chars]
+        counts = iter(self.count_many(exact))
+        for s, e, payload in spans:
+            tokens = next(counts) if e - s <= self.exact_chars else self._estimate(s, e)
+            yield s, e, payload, tokens
+
     # -- headings ------------------------------------------------------------------------
 
     def heading(self, path: tuple[str, ...]) -> tuple[tuple[str, ...], int]:
@@ -99,10 +140,10 @@ class _Chunker:
             return cached
         limit = self.max_tokens // 2
         used = path
-        tokens = self.count(" > ".join(used)) if used else 0
+        tokens = self._heading_tokens(used, limit)
         while tokens > limit and len(used) > 1:
             used = used[1:]  # Keep the most specific headings.
-            tokens = self.count(" > ".join(used))
+            tokens = self._heading_tokens(used, limit)
         if tokens > limit:
             only = used[0]
             length, tokens = self._fit(only, 0, min(len(only), limit * MAX_CHARS_PER_TOKEN), limit)
@@ -111,6 +152,15 @@ class _Chunker:
         result = (used, tokens)
         self._headings[path] = result
         return result
+
+    def _heading_tokens(self, path: tuple[str, ...], limit: int) -> int:
+        """Tokens of the joined path; a path too long to count is simply over the limit."""
+        if not path:
+            return 0
+        joined_chars = sum(len(h) for h in path) + 3 * (len(path) - 1)
+        if joined_chars > self.exact_chars:
+            return limit + 1
+        return self.count(" > ".join(path))
 
     def budget(self, heading_tokens: int) -> int:
         return max(1, self.max_tokens - heading_tokens - (self.sep_tokens if heading_tokens else 0))
@@ -128,20 +178,23 @@ class _Chunker:
         line_start = text.rfind("\n", start, first)
         return (line_start + 1 if line_start >= 0 else start), end
 
-    def _pieces(self, start: int, end: int, level: str) -> list[tuple[int, int]]:
-        pieces: list[tuple[int, int]] = []
+    def _pieces(self, start: int, end: int, level: str) -> Iterator[tuple[int, int]]:
+        """Non-empty trimmed spans between the level's separators, lazily (a line can be huge)."""
         prev = start
         for m in _SPLITTERS[level].finditer(self.text, start, end):
             if m.start() > prev:
-                pieces.append(self._trim(prev, m.start()))
+                s, e = self._trim(prev, m.start())
+                if e > s:
+                    yield s, e
             prev = max(prev, m.end())
         if prev < end:
-            pieces.append(self._trim(prev, end))
-        return [(s, e) for s, e in pieces if e > s]
+            s, e = self._trim(prev, end)
+            if e > s:
+                yield s, e
 
     def split(
         self, start: int, end: int, tokens: int, kind: str, budget: int, block: int
-    ) -> list[_Seg]:
+    ) -> Iterator[_Seg]:
         """Segments of at most `budget` tokens covering text[start:end], in order."""
         levels = _LINE_LEVELS if kind in ("code", "table", "list") else _PROSE_LEVELS
         return self._split(start, end, tokens, levels, budget, block)
@@ -154,37 +207,36 @@ class _Chunker:
         levels: tuple[str, ...],
         budget: int,
         block: int,
-    ) -> list[_Seg]:
+    ) -> Iterator[_Seg]:
         if tokens <= budget and end - start <= self.max_chars:
-            return [_Seg(start, end, tokens, block)]
+            yield _Seg(start, end, tokens, block)
+            return
         for i, level in enumerate(levels):
             pieces = self._pieces(start, end, level)
-            if len(pieces) < 2:
+            first = list(islice(pieces, 2))
+            if len(first) < 2:
                 continue
+            spans: Iterator[tuple[int, int]] = chain(first, pieces)
             if level == "space":
-                pieces = self._windows(pieces, start, end, tokens, budget)
-            counts = self.count_many([self.text[s:e] for s, e in pieces])
-            out: list[_Seg] = []
-            for (s, e), t in zip(pieces, counts, strict=True):
-                out.extend(self._split(s, e, t, levels[i + 1 :], budget, block))
-            return out
-        return self._split_tokens(start, end, tokens, budget, block)
+                spans = self._windows(spans, start, end, tokens, budget)
+            for s, e, _, t in self._counted((s, e, None) for s, e in spans):
+                yield from self._split(s, e, t, levels[i + 1 :], budget, block)
+            return
+        yield from self._split_tokens(start, end, tokens, budget, block)
 
     def _windows(
-        self, words: list[tuple[int, int]], start: int, end: int, tokens: int, budget: int
-    ) -> list[tuple[int, int]]:
+        self, words: Iterator[tuple[int, int]], start: int, end: int, tokens: int, budget: int
+    ) -> Iterator[tuple[int, int]]:
         """Whitespace-separated words grouped into runs of about half a budget each."""
         per_token = (end - start) / max(tokens, 1)
         target = max(1, min(int(budget * per_token / 2), self.max_chars // 2))
-        out: list[tuple[int, int]] = []
-        run_start, run_end = words[0]
-        for s, e in words[1:]:
+        run_start, run_end = next(words)
+        for s, e in words:
             if e - run_start > target:
-                out.append((run_start, run_end))
+                yield run_start, run_end
                 run_start = s
             run_end = e
-        out.append((run_start, run_end))
-        return out
+        yield run_start, run_end
 
     def _fit(
         self, text: str, pos: int, limit: int, budget: int, guess: int | None = None
@@ -215,10 +267,9 @@ class _Chunker:
 
     def _split_tokens(
         self, start: int, end: int, tokens: int, budget: int, block: int
-    ) -> list[_Seg]:
+    ) -> Iterator[_Seg]:
         """Last resort: cut by token count, preferring a cut after a space or punctuation."""
         text = self.text
-        out: list[_Seg] = []
         pos = start
         # Characters per token seen so far: the first probe of each piece lands close.
         per_token = (end - start) / max(tokens, 1)
@@ -244,9 +295,8 @@ class _Chunker:
             if e > s:
                 if (s, e) != (pos, pos + length):
                     t = self.count(text[s:e])
-                out.append(_Seg(s, e, t, block))
+                yield _Seg(s, e, t, block)
             pos += length
-        return out
 
     # -- overlap -------------------------------------------------------------------------
 
@@ -286,7 +336,8 @@ class _Chunker:
         if block.line_start is None:
             return None
         if self._newlines is None:
-            self._newlines = [m.start() for m in re.finditer("\n", self.text)]
+            # 8 bytes per line: a file of millions of short lines stays small.
+            self._newlines = array("q", (m.start() for m in re.finditer("\n", self.text)))
         nl = self._newlines
         line = (
             block.line_start
@@ -354,23 +405,23 @@ class _Chunker:
         for piece in self.split(seg.start, seg.end, own, kind, smaller, seg.block):
             self.emit([piece], path, smaller)
 
-    def run(self) -> list[Chunk]:
-        blocks = self.blocks
-        # Every block's segments, each block counted once.
-        plans: list[tuple[int, tuple[str, ...], int]] = []
-        spans: list[tuple[int, int]] = []
-        for i, block in enumerate(blocks):
+    def _block_spans(self) -> Iterator[tuple[int, int, int]]:
+        """(start, end, block index) of every non-blank block, trimmed."""
+        for i, block in enumerate(self.blocks):
             s, e = self._trim(block.char_start, block.char_end)
             if e > s:
-                spans.append((s, e))
-                plans.append((i, *self.heading(block.heading_path)))
-        counts = self.count_many([self.text[s:e] for s, e in spans])
+                yield s, e, i
+
+    def run(self) -> list[Chunk]:
+        blocks = self.blocks
         cur: list[_Seg] = []
         cur_tokens = 0
         cur_path: tuple[str, ...] = ()
         cur_budget = 0
-        for (i, path, htokens), (s, e), tokens in zip(plans, spans, counts, strict=True):
+        # Each block counted once, in bounded batches, as the packing reaches it.
+        for s, e, i, tokens in self._counted(self._block_spans()):
             block = blocks[i]
+            path, htokens = self.heading(block.heading_path)
             budget = self.budget(htokens)
             segs = self.split(s, e, tokens, block.kind, budget, i)
             for seg in segs:
