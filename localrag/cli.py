@@ -19,7 +19,7 @@ from rich.table import Table
 from rich.text import Text
 
 from localrag import config
-from localrag.errors import LocalragError
+from localrag.errors import DiskFullError, LocalragError
 
 if TYPE_CHECKING:
     from localrag.llm import LocalLLM
@@ -201,6 +201,10 @@ def index(
                 "run the same command again to continue."
             )
             sys.exit(130)
+        except DiskFullError as exc:
+            raise click.ClickException(
+                f"{exc} Free some space and run the same command again to continue."
+            ) from exc
         stats = store.stats()
     summary = (
         f"{report.files_seen} files: {report.added} added, {report.updated} updated, "

@@ -1247,6 +1247,5 @@ def _disk_full_message(path: Path) -> str:
         free = "free space unknown"
     return (
         f"the disk holding the index {path} is full ({free}): the change in hand was rolled "
-        "back, and everything saved before it is kept. Free some space and run the command "
-        "again to go on."
+        "back, and everything saved before it is kept."
     )

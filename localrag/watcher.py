@@ -263,6 +263,9 @@ class Watcher:
             self._emit("batch-done", report=report)
             if self._full_since is not None:
                 self._stop.wait(_DISK_FULL_RETRY)
+                # Moving the WAL into the database and cutting it back frees the space that
+                # rolled-back pages hold, if there is room enough for the move itself.
+                store.checkpoint()
             if self.queue.is_idle():
                 self._emit("idle")
 
@@ -272,7 +275,7 @@ class Watcher:
             self._full_since = time.monotonic()
             self._emit(
                 "notice",
-                message=f"{exc} Watching goes on; changes are indexed once there is room.",
+                message=f"{exc} Watching goes on: changes are indexed once there is room.",
             )
 
     def _should_yield(self) -> bool:
