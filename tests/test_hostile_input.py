@@ -14,6 +14,7 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 import unicodedata
 from pathlib import Path
 
@@ -328,3 +329,32 @@ def test_defusing_random_mixtures_of_lookalikes() -> None:
 def test_ordinary_angle_brackets_are_left_alone() -> None:
     text = "if a < b and c > d: print('<p>source code</p>') # <sauce>"
     assert defuse(text) == text
+
+
+def test_watch_indexes_a_file_name_that_is_not_utf8(tmp_path: Path, embedder) -> None:  # type: ignore[no-untyped-def]
+    from localrag.watcher import Watcher, WatchEvent
+
+    docs = tmp_path / "docs"
+    write_tree(docs)
+    db = tmp_path / "index.db"
+    notices: list[str] = []
+
+    def on_event(event: WatchEvent) -> None:
+        if event.kind == "notice" and event.message:
+            notices.append(event.message)
+
+    watcher = Watcher(db, [docs], embedder, on_event=on_event, debounce=0.05)
+    watcher.start()
+    try:
+        assert watcher.wait_idle(60)
+        path = _write_latin1_file(docs)
+        deadline = time.monotonic() + 60
+        row = None
+        while row is None and time.monotonic() < deadline:
+            time.sleep(0.1)
+            with Store.open(db, read_only=True) as store:
+                row = store.document(path)
+        assert row is not None and row.status == "indexed"
+        assert watcher.error is None and notices == []
+    finally:
+        watcher.stop()

@@ -14,6 +14,8 @@ from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Label, OptionList
 from textual.widgets.option_list import Option
 
+from localrag.paths import printable
+
 if TYPE_CHECKING:
     from localrag.assistant import Folder
 
@@ -40,7 +42,7 @@ class FoldersScreen(ModalScreen[None]):
             yield Input(placeholder="Add a folder: type its path, then enter", id="folder-input")
 
     def _option(self, folder: Folder) -> Option:
-        line = Text(folder.path)
+        line = Text(printable(folder.path))
         if not folder.exists:
             line.append("  missing", style="bold red")
         return Option(line, id=folder.path)

@@ -9,6 +9,8 @@ from textual.containers import Vertical
 from textual.screen import ModalScreen
 from textual.widgets import DataTable, Label
 
+from localrag.paths import printable
+
 
 class ProblemsScreen(ModalScreen[None]):
     BINDINGS = [Binding("escape,q", "dismiss(None)", "Close")]
@@ -26,7 +28,7 @@ class ProblemsScreen(ModalScreen[None]):
             table: DataTable[str] = DataTable(id="problem-table", cursor_type="row")
             table.add_columns("file", "status", "why")
             for path, status, reason in self.problems:
-                table.add_row(path, status, reason or "")
+                table.add_row(printable(path), status, reason or "")
             yield table
             if not self.problems:
                 yield Label(Text("Every file was indexed.", style="dim"))

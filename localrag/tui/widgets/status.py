@@ -10,6 +10,7 @@ from textual.containers import Horizontal
 from textual.widgets import Label
 
 from localrag.assistant import IndexStatus
+from localrag.paths import printable
 
 
 @dataclass(frozen=True)
@@ -36,7 +37,8 @@ def _plural(count: int, word: str) -> str:
 def knowledge_base_name(status: IndexStatus) -> str:
     if not status.folders:
         return "no folders"
-    first = os.path.basename(status.folders[0].path.rstrip(os.sep)) or status.folders[0].path
+    path = status.folders[0].path
+    first = printable(os.path.basename(path.rstrip(os.sep)) or path)
     more = len(status.folders) - 1
     return f"{first} +{more}" if more else first
 
