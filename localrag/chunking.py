@@ -48,6 +48,8 @@ MIN_MAX_TOKENS = 8
 # HF tokenizers keep ~320 bytes per token while encoding (ids, offsets, masks, words), so
 # counting is done in batches of at most this many characters (<= ~80 MB even at 1 char/token).
 COUNT_BATCH_CHARS = 1 << 18
+# ... and of at most this many texts: each Encoding also has a fixed cost.
+COUNT_BATCH_TEXTS = 2048
 # Spans longer than this are too long for any chunk: their token count only steers where the
 # first cut is tried, so an estimate from their first EXACT_COUNT_CHARS characters does.
 EXACT_COUNT_CHARS = 1 << 18
@@ -118,7 +120,7 @@ class _Chunker:
         for span in spans:
             batch.append(span)
             chars += min(span[1] - span[0], self.exact_chars)
-            if chars >= COUNT_BATCH_CHARS:
+            if chars >= COUNT_BATCH_CHARS or len(batch) >= COUNT_BATCH_TEXTS:
                 yield from self._count_batch(batch)
                 batch, chars = [], 0
         if batch:
@@ -337,7 +339,8 @@ class _Chunker:
             return None
         if self._newlines is None:
             # 8 bytes per line: a file of millions of short lines stays small.
-            self._newlines = array("q", (m.start() for m in re.finditer("\n", self.text)))
+            typecode = "i" if len(self.text) < 2**31 - 1 else "q"
+            self._newlines = array(typecode, (m.start() for m in re.finditer("\n", self.text)))
         nl = self._newlines
         line = (
             block.line_start
@@ -373,12 +376,16 @@ class _Chunker:
             page_end=last_block.page,
         )
 
+    def _add(self, chunk: Chunk, tokens: int) -> None:
+        # Numbered as they are added: renumbering at the end doubled the chunk objects.
+        self.chunks.append(replace(chunk, ordinal=len(self.chunks), token_count=tokens))
+
     def emit(self, segs: list[_Seg], path: tuple[str, ...], budget: int) -> None:
         """Add a chunk after one real count; re-split it if the estimate was low."""
         chunk = self._make(segs, path)
         n = self.count(chunk.embed_text)
         if n <= self.max_tokens:
-            self.chunks.append(replace(chunk, token_count=n))
+            self._add(chunk, n)
             return
         excess = n - self.max_tokens
         if len(segs) > 1:
@@ -399,7 +406,7 @@ class _Chunker:
             if path:  # Nothing left to cut: give up the heading rather than the limit.
                 self.emit(segs, (), self.budget(0))
             else:
-                self.chunks.append(replace(chunk, token_count=n))
+                self._add(chunk, n)
             return
         kind = self.blocks[seg.block].kind
         for piece in self.split(seg.start, seg.end, own, kind, smaller, seg.block):
@@ -457,7 +464,7 @@ class _Chunker:
                 cur_tokens += seg.tokens
         if cur:
             self.emit(cur, cur_path, cur_budget)
-        return [replace(c, ordinal=n) for n, c in enumerate(self.chunks)]
+        return self.chunks
 
     def _page_ok(self, cur: list[_Seg], cur_tokens: int, seg: _Seg, budget: int) -> bool:
         """Pages are merged only when one side is tiny (a runt line at a page's edge)."""

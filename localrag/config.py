@@ -21,6 +21,8 @@ else:  # pragma: no cover - Python 3.10
 from localrag.errors import ConfigError
 
 DEFAULT_MAX_FILE_BYTES = 50 * 1024 * 1024
+# What a DOCX may unpack to, and the text a PDF may yield: a 292 KB DOCX can hold 200 MB of XML.
+DEFAULT_MAX_UNPACKED_BYTES = 64 * 1024 * 1024
 DEFAULT_EMBEDDER = "all-MiniLM-L6-v2"
 
 
@@ -109,6 +111,8 @@ class IndexSettings:
     """Knobs of one indexing run; defaults suit a laptop."""
 
     max_file_bytes: int = DEFAULT_MAX_FILE_BYTES
+    # Compressed formats (DOCX, PDF streams) are refused past this much unpacked content.
+    max_unpacked_bytes: int = DEFAULT_MAX_UNPACKED_BYTES
     # Passage size in the embedder's own tokens; None means "as long as the model was trained on".
     chunk_tokens: int | None = None
     overlap_tokens: int = 24

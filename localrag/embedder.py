@@ -40,8 +40,9 @@ REQUIRED_FILES = (ONNX_FILE, "tokenizer.json", "tokenizer_config.json")
 POOLINGS = ("mean", "cls")
 # Passages per model call: sorted batches carry little padding, so bigger buys little.
 DEFAULT_BATCH_SIZE = 32
-# Characters per tokenizer call when only counting (see _token_lengths).
+# Characters and texts per tokenizer call when only counting (see _token_lengths).
 COUNT_BATCH_CHARS = 1 << 18
+COUNT_BATCH_TEXTS = 2048
 # fastembed models registered by localrag live under this prefix, apart from its built-in names.
 _REGISTRY_PREFIX = "localrag-local/"
 
@@ -76,12 +77,12 @@ class Embedder(Protocol):
     def embed_query(self, text: str) -> np.ndarray: ...
 
 
-def _char_batches(texts: Sequence[str], max_chars: int) -> Iterator[list[str]]:
-    """Consecutive runs of texts of at most max_chars characters (a longer text goes alone)."""
+def _char_batches(texts: Sequence[str], max_chars: int, max_texts: int) -> Iterator[list[str]]:
+    """Consecutive runs of at most max_texts texts and max_chars characters (or one text)."""
     batch: list[str] = []
     chars = 0
     for text in texts:
-        if batch and chars + len(text) > max_chars:
+        if batch and (chars + len(text) > max_chars or len(batch) >= max_texts):
             yield batch
             batch, chars = [], 0
         batch.append(text)
@@ -287,7 +288,7 @@ class FastEmbedder:
         COUNT_BATCH_CHARS characters: one call over a 40 MB text peaked at 5.8 GB.
         """
         lengths: list[int] = []
-        for batch in _char_batches(texts, COUNT_BATCH_CHARS):
+        for batch in _char_batches(texts, COUNT_BATCH_CHARS, COUNT_BATCH_TEXTS):
             encodings = self._counter.encode_batch(batch, add_special_tokens=False)
             lengths.extend(len(enc.ids) for enc in encodings)
         return lengths

@@ -17,6 +17,7 @@ from localrag.parsers.code import FILENAMES, LANGUAGES, language_for, parse_code
 from localrag.parsers.detect import decode_text, is_probably_binary
 from localrag.parsers.docx import parse_docx
 from localrag.parsers.html import parse_html
+from localrag.parsers.limits import DEFAULT_MAX_UNPACKED_BYTES
 from localrag.parsers.markdown import parse_markdown
 from localrag.parsers.pdf import parse_pdf
 from localrag.parsers.rst import parse_rst
@@ -62,8 +63,13 @@ def format_for(path: Path | str) -> str | None:
     return _FORMATS.get(p.suffix.lower().lstrip("."))
 
 
-def parse_file(path: Path, data: bytes) -> ParsedDocument:
-    """Parse a file's bytes; raises ParseError (or SkipFile) with a user-facing reason."""
+def parse_file(
+    path: Path, data: bytes, *, max_unpacked_bytes: int = DEFAULT_MAX_UNPACKED_BYTES
+) -> ParsedDocument:
+    """Parse a file's bytes; raises ParseError (or SkipFile) with a user-facing reason.
+
+    `max_unpacked_bytes` bounds what a compressed format (DOCX, PDF) may unpack to.
+    """
     fmt = format_for(path)
     if fmt not in ("pdf", "docx") and is_probably_binary(data):
         raise SkipFile("binary file")
@@ -71,6 +77,10 @@ def parse_file(path: Path, data: bytes) -> ParsedDocument:
     try:
         if fmt == "code":
             return parse_code(path, data, language_for(path))
+        if fmt == "docx":
+            return parse_docx(path, data, max_unpacked_bytes=max_unpacked_bytes)
+        if fmt == "pdf":
+            return parse_pdf(path, data, max_unpacked_bytes=max_unpacked_bytes)
         return parser(path, data)
     except LocalragError:
         raise

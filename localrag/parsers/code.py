@@ -181,7 +181,7 @@ def _owners(lines: Lines, patterns: list[re.Pattern[str]]) -> tuple[list[str | N
     owners: list[str | None] = [None] * n
     starts: set[int] = set()
     current: str | None = None
-    text_lines = lines.lines
+    text_lines = lines
     for i, line in enumerate(text_lines):
         if line and not line[0].isspace():
             name = _definition(patterns, line)

@@ -9,11 +9,61 @@ from pathlib import Path
 from typing import Any
 
 from localrag.documents import BlockJoiner, ParsedDocument
-from localrag.errors import ParseError
+from localrag.errors import ParseError, SkipFile
+from localrag.parsers.limits import (
+    DEFAULT_MAX_UNPACKED_BYTES,
+    check_blocks,
+    megabytes,
+    over_limit,
+)
 
 _HEADING_STYLE = re.compile(r"^heading\s*(\d)$", re.I)
 _OLE2 = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"
 _W = "{http://schemas.openxmlformats.org/wordprocessingml/2006/main}"
+# python-docx holds every part in memory and parses its XML into lxml trees (~135 bytes an
+# element) plus Python objects per paragraph, so tags, not bytes, decide its memory: 32 MB
+# of one-word paragraphs took 1.2 GB. Real documents carry one tag per 30-60 bytes.
+BYTES_PER_TAG = 32
+_READ_SIZE = 1 << 20
+
+
+def _count_tags(package: zipfile.ZipFile, info: zipfile.ZipInfo, most: int) -> int:
+    """'<' bytes in one part, streamed; stops counting once past `most`."""
+    tags = 0
+    with package.open(info) as fh:
+        while tags <= most and (piece := fh.read(_READ_SIZE)):
+            tags += piece.count(b"<")
+    return tags
+
+
+def _check_package(data: bytes, limit: int) -> None:
+    """Refuse a package that unpacks past the limit, before python-docx reads it whole.
+
+    zipfile never returns more than an entry's declared size (a lying entry fails its CRC),
+    so the declared sizes bound what python-docx can be handed.
+    """
+    try:
+        package = zipfile.ZipFile(io.BytesIO(data))
+    except (zipfile.BadZipFile, ValueError, OSError):
+        return  # _open says what is wrong with it.
+    with package:
+        infos = package.infolist()
+        total = sum(info.file_size for info in infos)
+        if total > limit:
+            raise over_limit("DOCX", total, limit)
+        most = limit // BYTES_PER_TAG
+        tags = 0
+        try:
+            for info in infos:
+                tags += _count_tags(package, info, most - tags)
+                if tags > most:
+                    raise SkipFile(
+                        f"DOCX has more than {most:,} XML tags, the most allowed for the "
+                        f"{megabytes(limit)} limit for unpacked content (one per "
+                        f"{BYTES_PER_TAG} bytes)"
+                    )
+        except (zipfile.BadZipFile, NotImplementedError, ValueError, OSError, EOFError):
+            return  # A damaged part: python-docx reports it in its own words.
 
 
 def _open(data: bytes) -> Any:
@@ -107,8 +157,11 @@ def _table_rows(table: Any) -> list[str]:
     return rows
 
 
-def parse_docx(path: Path, data: bytes) -> ParsedDocument:
+def parse_docx(
+    path: Path, data: bytes, *, max_unpacked_bytes: int = DEFAULT_MAX_UNPACKED_BYTES
+) -> ParsedDocument:
     """DOCX → blocks (paragraphs, lists, tables) under the heading path from heading styles."""
+    _check_package(data, max_unpacked_bytes)
     document = _open(data)
     from docx.table import Table
 
@@ -153,6 +206,7 @@ def parse_docx(path: Path, data: bytes) -> ParsedDocument:
                 continue
             end_list()
             out.append((text, "paragraph", current()))
+            check_blocks(len(out))
         end_list()
     except ParseError:
         raise

@@ -12,8 +12,9 @@ from html.parser import HTMLParser
 from pathlib import Path
 
 from localrag.documents import BlockJoiner, ParsedDocument
-from localrag.errors import ParseError
+from localrag.errors import ParseError, SkipFile
 from localrag.parsers.detect import declared_html_charset
+from localrag.parsers.limits import check_blocks
 from localrag.parsers.text import decode_source
 
 HEADINGS = {"h1": 1, "h2": 2, "h3": 3, "h4": 4, "h5": 5, "h6": 6}
@@ -172,8 +173,12 @@ class _Extractor(HTMLParser):
                 kind = "list"
             else:
                 kind = "paragraph"
-            self.out.append((text, kind, self.path, first, last))
+            self._emit((text, kind, self.path, first, last))
         self.buf = _Text(pre=pre)
+
+    def _emit(self, item: tuple[str, str, tuple[str, ...], int, int]) -> None:
+        self.out.append(item)
+        check_blocks(len(self.out))
 
     def _end_row(self) -> None:
         if self.cell is not None:
@@ -195,7 +200,7 @@ class _Extractor(HTMLParser):
                 text_parts.append(" |" + "\n" * (start - line) if start > line else " | ")
             text_parts.append(text)
             line = max(line, end)
-        self.out.append(("".join(text_parts), "table", self.path, first_line, line))
+        self._emit(("".join(text_parts), "table", self.path, first_line, line))
 
     def _end_cell(self) -> None:
         cell, self.cell = self.cell, None
@@ -399,6 +404,8 @@ def parse_html(path: Path, data: bytes) -> ParsedDocument:
     try:
         extractor.feed(text)
         extractor.finish()
+    except SkipFile:
+        raise
     except Exception as exc:  # html.parser is lenient; anything it raises means garbage.
         raise ParseError(f"malformed HTML ({exc})") from exc
     joined = BlockJoiner()

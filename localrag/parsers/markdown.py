@@ -6,6 +6,7 @@ import re
 from pathlib import Path
 
 from localrag.documents import Block, ParsedDocument
+from localrag.parsers.limits import check_blocks
 from localrag.parsers.text import LIST_ITEM, Lines, decode_source
 
 ATX = re.compile(r"^ {0,3}(#{1,6})(?:[ \t]+(.*?))?(?:[ \t]+#+)?[ \t]*$")
@@ -35,15 +36,15 @@ def clean_heading(raw: str) -> str:
 
 def _front_matter(lines: Lines) -> tuple[int, str | None]:
     """Index of the first line after YAML/TOML front matter, and its title if it has one."""
-    if not lines.lines or lines.lines[0].rstrip() not in ("---", "+++"):
+    if not lines or lines[0].rstrip() not in ("---", "+++"):
         return 0, None
-    opener = lines.lines[0].rstrip()
+    opener = lines[0].rstrip()
     closers = ("---", "...") if opener == "---" else ("+++",)
     for j in range(1, min(len(lines), 1000)):
-        if lines.lines[j].rstrip() in closers:
+        if lines[j].rstrip() in closers:
             title = None
             for k in range(1, j):
-                m = FRONT_TITLE.match(lines.lines[k])
+                m = FRONT_TITLE.match(lines[k])
                 if m:
                     title = m.group(1).strip("'\"") or None
                     break
@@ -86,12 +87,13 @@ class _Scanner:
             self.stack.pop()
         self.stack.append((level, text))
         self.headings.append((line, self.path))
+        check_blocks(len(self.headings))
         self.last_kind = "heading"
         if level == 1 and self.first_h1 is None:
             self.first_h1 = text
 
     def start(self, i: int) -> None:
-        lines = self.lines.lines
+        lines = self.lines
         line = lines[i]
         self.pending = i
         if LIST_ITEM.match(line):
@@ -105,7 +107,7 @@ class _Scanner:
 
     def fence(self, i: int, marker: str) -> int:
         """Emit a fenced code block opening at line i; returns the line after it."""
-        lines = self.lines.lines
+        lines = self.lines
         closer = re.compile(rf"^[ \t]*{re.escape(marker[0])}{{{len(marker)},}}[ \t]*$")
         j = i + 1
         while j < len(lines) and not closer.match(lines[j]):
@@ -118,7 +120,7 @@ class _Scanner:
         return last + 1
 
     def run(self, first: int) -> None:
-        lines = self.lines.lines
+        lines = self.lines
         i = first
         while i < len(lines):
             line = lines[i]

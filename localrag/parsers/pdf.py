@@ -10,7 +10,8 @@ from pathlib import Path
 from typing import Any
 
 from localrag.documents import BlockJoiner, ParsedDocument
-from localrag.errors import ParseError
+from localrag.errors import ParseError, SkipFile
+from localrag.parsers.limits import DEFAULT_MAX_UNPACKED_BYTES, check_blocks, megabytes
 
 # pypdf logs every structural quirk it recovers from ("EOF marker not found", "Ignoring wrong
 # pointing object"); failures still raise, and the warnings would flood indexing output.
@@ -19,6 +20,11 @@ logging.getLogger("pypdf").setLevel(logging.ERROR)
 # pypdf caches every object it resolves; dropping the cache every few pages keeps a huge
 # PDF's memory bounded, while not re-parsing shared fonts on every single page.
 CACHE_FLUSH_PAGES = 32
+# The cache also keeps each page's decoded content: it is dropped sooner when that adds up.
+CACHE_FLUSH_BYTES = 32 * 1024 * 1024
+# One page's content may unpack to this share of max_unpacked_bytes: text extraction holds
+# ~7 bytes per content byte (60 MB of text operators on one page peaked at 811 MB).
+PAGE_CONTENT_SHARE = 4
 
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f\ufffe\uffff]")
 _SPACES = re.compile(r"[ \t\u00a0]+")
@@ -43,11 +49,36 @@ def _reason(exc: BaseException) -> str:
     return text if len(text) <= 120 else text[:117] + "..."
 
 
-def _open(data: bytes) -> Any:
+def _limits(max_unpacked_bytes: int) -> dict[str, int]:
+    """pypdf's own decompression limits (75 MB per stream by default), set to ours."""
+    names = (
+        "zlib_maximum_output_length",
+        "lzw_maximum_output_length",
+        "run_length_maximum_output_length",
+        "brotli_maximum_output_length",
+        "jbig2_maximum_output_length",
+        "array_based_stream_maximum_output_length",
+        "image_maximum_buffer_size",
+    )
+    return dict.fromkeys(names, max_unpacked_bytes)
+
+
+def _limit_reason(exc: BaseException, limit: int) -> str:
+    """pypdf says "Limit reached while decompressing."; say which limit, and that it is ours."""
+    return (
+        f"PDF stream unpacks past the {megabytes(limit)} limit for unpacked content "
+        f"({_reason(exc)})"
+    )
+
+
+def _open(data: bytes, limit: int) -> Any:
     from pypdf import PdfReader
+    from pypdf.errors import LimitReachedError
 
     try:
         reader = PdfReader(io.BytesIO(data))
+    except LimitReachedError as exc:
+        raise SkipFile(_limit_reason(exc, limit)) from exc
     except Exception as exc:
         raise ParseError(f"corrupt PDF ({_reason(exc)})") from exc
     if reader.is_encrypted:
@@ -90,6 +121,21 @@ def _outline(reader: Any) -> list[_Section]:
     return found
 
 
+def _content_bytes(page: Any) -> int:
+    """Decoded size of a page's content streams; pypdf keeps the data for extract_text."""
+    from pypdf.generic import ArrayObject, StreamObject
+
+    contents = page.get("/Contents")
+    contents = contents.get_object() if contents is not None else None
+    streams = list(contents) if isinstance(contents, ArrayObject) else [contents]
+    total = 0
+    for item in streams:
+        stream = item.get_object() if item is not None else None
+        if isinstance(stream, StreamObject):
+            total += len(stream.get_data())
+    return total
+
+
 def _page_text(page: Any) -> str:
     """A page's text with paragraph breaks (blank lines) where the layout has gaps."""
     try:
@@ -107,17 +153,79 @@ def _page_text(page: Any) -> str:
     return _BLANKS.sub("\n\n", text)
 
 
+class _PageTooBig(Exception):
+    """A page whose content passes the per-page limit; the message says by how much."""
+
+
+class _Pages:
+    """Page texts one at a time, each page's content checked first, pypdf's cache bounded."""
+
+    def __init__(self, reader: Any, limit: int) -> None:
+        self.reader = reader
+        self.limit = limit
+        self.page_limit = limit // PAGE_CONTENT_SHARE
+        self.cached = 0  # decoded content bytes pypdf holds since the last flush
+        self.read = 0
+
+    def text(self, index: int) -> str:
+        try:
+            page = self.reader.pages[index]
+            size = _content_bytes(page)
+            self.cached += size
+            if size > self.page_limit:
+                raise _PageTooBig(
+                    f"PDF page {index + 1} unpacks to {megabytes(size)} of content, over the "
+                    f"{megabytes(self.page_limit)} limit for one page (a quarter of the "
+                    f"{megabytes(self.limit)} limit for unpacked content)"
+                )
+            return _page_text(page)
+        finally:
+            self.read += 1
+            self._flush()
+
+    def _flush(self) -> None:
+        if self.read % CACHE_FLUSH_PAGES and self.cached <= CACHE_FLUSH_BYTES:
+            return
+        if hasattr(self.reader, "resolved_objects"):
+            self.reader.resolved_objects.clear()
+        self.cached = 0
+
+
+def _failure(exc: Exception, limit: int) -> ParseError:
+    """Why a PDF gave no text at all: a limit of ours (SkipFile) or damage."""
+    from pypdf.errors import LimitReachedError
+
+    if isinstance(exc, _PageTooBig):
+        return SkipFile(str(exc))
+    if isinstance(exc, LimitReachedError):
+        return SkipFile(_limit_reason(exc, limit))
+    return ParseError(f"corrupt PDF ({_reason(exc)})")
+
+
 def _norm(text: str) -> str:
     return " ".join(text.split()).casefold()
 
 
-def parse_pdf(path: Path, data: bytes) -> ParsedDocument:
-    """PDF → paragraph blocks with their page; streams page by page."""
-    reader = _open(data)
+def parse_pdf(
+    path: Path, data: bytes, *, max_unpacked_bytes: int = DEFAULT_MAX_UNPACKED_BYTES
+) -> ParsedDocument:
+    """PDF → paragraph blocks with their page; streams page by page.
+
+    No stream may unpack past `max_unpacked_bytes`, no page's content past a quarter of it,
+    and the text of all pages together not past it either (SkipFile says which).
+    """
+    from pypdf import apply_configuration
+
+    with apply_configuration(None, **_limits(max_unpacked_bytes)):
+        return _parse(data, max_unpacked_bytes)
+
+
+def _parse(data: bytes, limit: int) -> ParsedDocument:
+    reader = _open(data, limit)
     try:
         page_count = len(reader.pages)
     except Exception as exc:
-        raise ParseError(f"corrupt PDF ({_reason(exc)})") from exc
+        raise _failure(exc, limit) from exc
     if page_count == 0:
         raise ParseError("corrupt PDF (no pages)")
     title: str | None = None
@@ -139,16 +247,21 @@ def parse_pdf(path: Path, data: bytes) -> ParsedDocument:
     joined = BlockJoiner()
     failed: list[str] = []
     last_error: Exception | None = None
+    pages = _Pages(reader, limit)
+    chars = 0
     for index in range(page_count):
         try:
-            text = _page_text(reader.pages[index])
+            text = pages.text(index)
         except Exception as exc:  # One broken page does not lose the rest of the file.
             failed.append(str(index + 1))
             last_error = exc
             continue
-        finally:
-            if (index + 1) % CACHE_FLUSH_PAGES == 0 and hasattr(reader, "resolved_objects"):
-                reader.resolved_objects.clear()
+        chars += len(text)
+        if chars > limit:
+            raise SkipFile(
+                f"PDF unpacks to more than {limit:,} characters of text by page {index + 1} "
+                f"of {page_count}, over the {megabytes(limit)} limit for unpacked content"
+            )
         # Sections of this page that start at one of its paragraphs switch there, the rest
         # apply from the top of the page.
         here: list[_Section] = []
@@ -174,11 +287,12 @@ def parse_pdf(path: Path, data: bytes) -> ParsedDocument:
                 tuple(s.title for s in stack),
                 page=index + 1,
             )
+            check_blocks(len(joined.blocks))
         for section in pending:
             enter(section)
     if not joined.blocks:
         if failed and last_error is not None:
-            raise ParseError(f"corrupt PDF ({_reason(last_error)})")
+            raise _failure(last_error, limit)
         raise ParseError("no extractable text (scanned PDF?)")
     metadata = {"failed_pages": ",".join(failed)} if failed else {}
     return ParsedDocument(

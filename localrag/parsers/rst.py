@@ -44,14 +44,14 @@ class _Scanner:
         return tuple(self.stack)
 
     def _is_adornment(self, i: int) -> bool:
-        return 0 <= i < len(self.lines) and ADORNMENT.match(self.lines.lines[i]) is not None
+        return 0 <= i < len(self.lines) and ADORNMENT.match(self.lines[i]) is not None
 
     def _blank_or_edge(self, i: int) -> bool:
         return i < 0 or i >= len(self.lines) or self.lines.is_blank(i)
 
     def section_at(self, i: int) -> tuple[int, str, tuple[str, bool]] | None:
         """If a section title starts at line i: (lines it spans, title text, style)."""
-        lines = self.lines.lines
+        lines = self.lines
         line = lines[i]
         if self._is_adornment(i) and i + 2 < len(lines):
             # Overline, title, underline of the same character.
@@ -91,7 +91,7 @@ class _Scanner:
 
     def indented_end(self, i: int, base: int) -> int:
         """Last line of the block indented deeper than `base` that follows line i."""
-        lines = self.lines.lines
+        lines = self.lines
         last = i
         j = i + 1
         while j < len(lines):
@@ -108,7 +108,7 @@ class _Scanner:
             self.blocks.append(block)
 
     def run(self) -> None:
-        lines = self.lines.lines
+        lines = self.lines
         i = 0
         n = len(lines)
         while i < n:

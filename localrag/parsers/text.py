@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import re
+from array import array
+from collections.abc import Iterator
 from pathlib import Path
 
 from localrag.documents import Block, ParsedDocument
 from localrag.parsers.detect import decode_text, normalize_newlines
+from localrag.parsers.limits import check_blocks
 
 LIST_ITEM = re.compile(r"^\s{0,3}(?:[-*+•]|\d{1,9}[.)])\s+\S")
 
@@ -17,22 +20,36 @@ def decode_source(data: bytes, declared: str | None = None) -> str:
 
 
 class Lines:
-    """A normalized text split on \\n only, with each line's offset into the text."""
+    """A normalized text split on \\n only, with each line's offset into the text.
+
+    Only the offsets are stored (4 bytes a line) and lines are sliced when asked for: a list
+    of a 48 MB file's lines took ~100 bytes a line.
+    """
 
     def __init__(self, text: str) -> None:
         self.text = text
-        self.lines = text.split("\n")
-        self.offsets: list[int] = []
-        pos = 0
-        for line in self.lines:
-            self.offsets.append(pos)
-            pos += len(line) + 1
+        newlines = (m.end() for m in re.finditer("\n", text))
+        self.offsets = array("i" if len(text) < 2**31 - 1 else "q", [0])
+        self.offsets.extend(newlines)
+        self.blocks_made = 0  # every line-based parser makes its blocks here: the cap's place
 
     def __len__(self) -> int:
-        return len(self.lines)
+        return len(self.offsets)
+
+    def __getitem__(self, i: int) -> str:
+        """Line i (0-based), without its newline; negative indexes count from the end."""
+        offsets = self.offsets
+        if i < 0:
+            i += len(offsets)
+        end = offsets[i + 1] - 1 if i + 1 < len(offsets) else len(self.text)
+        return self.text[offsets[i] : end]
+
+    def __iter__(self) -> Iterator[str]:
+        for i in range(len(self.offsets)):
+            yield self[i]
 
     def is_blank(self, i: int) -> bool:
-        return not self.lines[i].strip()
+        return not self[i].strip()
 
     def block(
         self,
@@ -51,9 +68,11 @@ class Lines:
             return None
         start = self.offsets[first]
         if not keep_indent:
-            line = self.lines[first]
+            line = self[first]
             start += len(line) - len(line.lstrip())
-        end = self.offsets[last] + len(self.lines[last].rstrip())
+        end = self.offsets[last] + len(self[last].rstrip())
+        self.blocks_made += 1
+        check_blocks(self.blocks_made)
         return Block(
             text=self.text[start:end],
             kind=kind,
@@ -67,21 +86,19 @@ class Lines:
 
 def paragraph_ranges(
     lines: Lines, first: int = 0, last: int | None = None
-) -> list[tuple[int, int]]:
-    """Runs of non-blank lines between first and last (inclusive, 0-based)."""
+) -> Iterator[tuple[int, int]]:
+    """Runs of non-blank lines between first and last (inclusive, 0-based), lazily."""
     end = len(lines) - 1 if last is None else last
-    runs: list[tuple[int, int]] = []
     start: int | None = None
     for i in range(first, end + 1):
         if lines.is_blank(i):
             if start is not None:
-                runs.append((start, i - 1))
+                yield start, i - 1
                 start = None
         elif start is None:
             start = i
     if start is not None:
-        runs.append((start, end))
-    return runs
+        yield start, end
 
 
 def parse_text(path: Path, data: bytes) -> ParsedDocument:
@@ -90,7 +107,7 @@ def parse_text(path: Path, data: bytes) -> ParsedDocument:
     lines = Lines(text)
     blocks: list[Block] = []
     for first, last in paragraph_ranges(lines):
-        kind = "list" if LIST_ITEM.match(lines.lines[first]) else "paragraph"
+        kind = "list" if LIST_ITEM.match(lines[first]) else "paragraph"
         block = lines.block(first, last, kind, ())
         if block is not None:
             blocks.append(block)
