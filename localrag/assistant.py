@@ -103,7 +103,7 @@ class Assistant:
             self._settings = AnswerSettings()
             apply_settings(self._settings, read_config_section("answer"), "config.toml [answer]")
         self._store = Store.open(self.db_path)
-        self._reader = Store.open(self.db_path, read_only=True)
+        self._reader = Store.open(self.db_path)
         if self.embedder is None:
             self.embedder = load_embedder(self._embedder_name)
 

@@ -334,8 +334,11 @@ class Store:
         if not exists and (read_only or not create):
             raise StoreError(f"no index at {path}: run `localrag index FOLDER` first")
         if not exists:
-            make_private_dir(path.parent)
-            create_private_file(path)  # 0600 before SQLite writes: its WAL and SHM copy the mode
+            try:
+                make_private_dir(path.parent)
+                create_private_file(path)  # 0600 before SQLite writes: WAL and SHM copy the mode
+            except OSError as exc:
+                raise StoreError(f"cannot create the index {path}: {exc.strerror or exc}") from exc
         try:
             kind = _check_kind(path)
             if kind == "empty" and read_only:

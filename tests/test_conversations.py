@@ -30,7 +30,7 @@ from localrag.errors import LocalragError, StoreError
 from localrag.indexer import Indexer
 from localrag.prompt import Passage
 from localrag.retrieval import SearchResult
-from localrag.store import MIGRATIONS, SCHEMA_VERSION, ChunkHit, Store
+from localrag.store import APPLICATION_ID, MIGRATIONS, SCHEMA_VERSION, ChunkHit, Store
 from tests.store_helpers import pending_document, vectors_for
 
 
@@ -364,7 +364,8 @@ def test_a_version_1_database_with_documents_is_migrated_and_keeps_them(tmp_path
     db.close()
 
     with Store.open(path, create=False) as store:
-        assert store.db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 2
+        assert store.db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 3
+        assert store.db.execute("PRAGMA application_id").fetchone()[0] == APPLICATION_ID
         tables = {r[0] for r in store.db.execute("SELECT name FROM sqlite_master")}
         assert {"conversations", "turns", "documents", "chunks"} <= tables
         old = store.document("/docs/old.txt")
