@@ -7,6 +7,7 @@ fence with look-alike tags.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import random
 import re
@@ -133,13 +134,19 @@ def _index_with_swap(store: Store, embedder, docs: Path, swap, **settings):  # t
     return outcome["report"]
 
 
+def _tree_with(tmp_path: Path, name: str) -> tuple[Path, Path]:
+    """A small real tree plus one file, `name`, that the test will swap for something else."""
+    docs = tmp_path / "docs"
+    write_tree(docs)
+    victim = docs / name
+    victim.write_text("an ordinary file at scan time\n")
+    return docs, victim
+
+
 def test_a_pipe_swapped_in_after_the_scan_is_never_opened_for_reading(
     tmp_path: Path, store: Store, embedder
 ) -> None:  # type: ignore[no-untyped-def]
-    docs = tmp_path / "docs"
-    write_tree(docs)
-    victim = docs / "zz-pipe.txt"
-    victim.write_text("soon a named pipe\n")
+    docs, victim = _tree_with(tmp_path, "zz-pipe.txt")
 
     def swap() -> None:
         victim.unlink()
@@ -148,31 +155,18 @@ def test_a_pipe_swapped_in_after_the_scan_is_never_opened_for_reading(
     try:
         report = _index_with_swap(store, embedder, docs, swap)
     finally:
-        # The old code blocked in open() waiting for a writer: give it one so the thread ends.
-        if victim.exists():
-            fd = os.open(victim, os.O_WRONLY | os.O_NONBLOCK) if _has_reader(victim) else None
-            if fd is not None:
-                os.close(fd)
+        # Code that blocks in open() waiting for a writer is released by opening one.
+        with contextlib.suppress(OSError):
+            os.close(os.open(victim, os.O_WRONLY | os.O_NONBLOCK))
     assert report.added >= 3
     assert _problems(store)["zz-pipe.txt"] == ("skipped", "not a regular file (named pipe)")
-
-
-def _has_reader(fifo: Path) -> bool:
-    try:
-        os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
-        return True
-    except OSError:
-        return False
 
 
 @pytest.mark.parametrize("target", ["/dev/zero", "/dev/urandom"])
 def test_a_link_to_an_endless_device_swapped_in_is_not_read(
     tmp_path: Path, store: Store, embedder, target: str
 ) -> None:  # type: ignore[no-untyped-def]
-    docs = tmp_path / "docs"
-    write_tree(docs)
-    victim = docs / "zz-device.txt"
-    victim.write_text("soon a link to a device\n")
+    docs, victim = _tree_with(tmp_path, "zz-device.txt")
 
     def swap() -> None:
         victim.unlink()
@@ -183,10 +177,7 @@ def test_a_link_to_an_endless_device_swapped_in_is_not_read(
 
 
 def test_a_socket_swapped_in_is_skipped(tmp_path: Path, store: Store, embedder) -> None:  # type: ignore[no-untyped-def]
-    docs = tmp_path / "docs"
-    write_tree(docs)
-    victim = docs / "zz-socket.txt"
-    victim.write_text("soon a socket\n")
+    docs, victim = _tree_with(tmp_path, "zz-socket.txt")
     server = socket.socket(socket.AF_UNIX)
 
     def swap() -> None:
@@ -204,10 +195,7 @@ def test_a_socket_swapped_in_is_skipped(tmp_path: Path, store: Store, embedder) 
 def test_a_file_that_grew_past_the_limit_after_the_scan_is_skipped_unread(
     tmp_path: Path, store: Store, embedder
 ) -> None:  # type: ignore[no-untyped-def]
-    docs = tmp_path / "docs"
-    write_tree(docs)
-    victim = docs / "zz-growing.log"
-    victim.write_text("small at scan time\n")
+    docs, victim = _tree_with(tmp_path, "zz-growing.log")
 
     def swap() -> None:
         with open(victim, "a") as out:

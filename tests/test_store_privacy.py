@@ -226,14 +226,17 @@ def test_an_index_from_before_the_application_id_is_still_recognised(tmp_path: P
 # -- read-only ------------------------------------------------------------------------------------
 
 
-def test_a_read_only_open_never_writes_and_refuses_writes(tmp_path: Path) -> None:
-    db = tmp_path / "i.db"
+def _one_document_index(db: Path, text: str) -> None:
     with Store.open(db) as store:
         store.bind_embedder("test-model", 8, "0" * 64)
         root = store.add_root("/docs")
-        store.replace_document(
-            pending_document("/docs/a.txt", root.id, ["alpha"]), vectors_for(["alpha"])
-        )
+        document = pending_document("/docs/a.txt", root.id, [text])
+        store.replace_document(document, vectors_for([text]))
+
+
+def test_a_read_only_open_never_writes_and_refuses_writes(tmp_path: Path) -> None:
+    db = tmp_path / "i.db"
+    _one_document_index(db, "alpha")
     before = (hashlib.sha256(db.read_bytes()).hexdigest(), db.stat().st_mtime_ns)
     with Store.open(db, read_only=True) as store:
         assert store.stats().indexed == 1
@@ -250,12 +253,7 @@ def test_an_index_on_a_read_only_folder_is_searchable(tmp_path: Path) -> None:
     folder = tmp_path / "ro"
     folder.mkdir()
     db = folder / "i.db"
-    with Store.open(db) as store:
-        store.bind_embedder("test-model", 8, "0" * 64)
-        root = store.add_root("/docs")
-        store.replace_document(
-            pending_document("/docs/a.txt", root.id, ["alpha words"]), vectors_for(["alpha words"])
-        )
+    _one_document_index(db, "alpha words")
     assert not Path(f"{db}-shm").exists()  # closed cleanly: WAL checkpointed and removed
     if os.geteuid() == 0:
         pytest.skip("root writes to any folder: test_faults covers a read-only mount")
