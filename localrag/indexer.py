@@ -341,7 +341,9 @@ class Indexer:
         if prepared.content_unchanged:
             return prepared  # touched, not changed
         try:
-            parsed = parse_file(Path(entry.path), data)
+            parsed = parse_file(
+                Path(entry.path), data, max_unpacked_bytes=self.settings.max_unpacked_bytes
+            )
             chunks = chunk_document(
                 parsed, self.embedder, self.chunk_tokens, self.settings.overlap_tokens
             )

@@ -268,3 +268,13 @@ def test_indexing_records_the_bomb_and_indexes_the_rest(tmp_path: Path, embedder
     assert problems["bomb.pdf"][0] == "skipped"
     assert problems["bomb.pdf"][1].startswith("PDF page 1 unpacks to 2")
     assert "notes.md" not in problems
+
+
+def test_the_unpacked_limit_setting_reaches_the_parsers(tmp_path: Path, embedder) -> None:
+    folder = tmp_path / "docs"
+    folder.mkdir()
+    bombs.docx_bomb(folder / "report.docx", 3 * MB)  # fine at the default limit
+    with Store.open(tmp_path / "index.db") as store:
+        Indexer(store, embedder, IndexSettings(max_unpacked_bytes=1 * MB)).index([folder])
+        status, reason = store.problems()[0][1:]
+    assert status == "skipped" and reason.startswith("DOCX unpacks to 3")
