@@ -338,7 +338,7 @@ class _Chunker:
         if block.line_start is None:
             return None
         if self._newlines is None:
-            # 8 bytes per line: a file of millions of short lines stays small.
+            # 4 bytes a line (8 past 2 GB): a file of millions of short lines stays small.
             typecode = "i" if len(self.text) < 2**31 - 1 else "q"
             self._newlines = array(typecode, (m.start() for m in re.finditer("\n", self.text)))
         nl = self._newlines

@@ -189,29 +189,13 @@ def _flate(content: Iterator[bytes]) -> bytes:
     return b"".join(packer.compress(piece) for piece in content) + packer.flush()
 
 
-def pdf_pages(
-    path: Path, streams: list[Callable[[], Iterator[bytes]]], layout: list[int] | None = None
-) -> Path:
-    """A PDF with one FlateDecode content stream per entry of `streams`; page i shows
-    stream layout[i] (default: a page per stream), so pages may share one stream."""
-    layout = list(range(len(streams))) if layout is None else layout
-    first_stream, first_page = 4, 4 + len(streams)
-    kids = b" ".join(b"%d 0 R" % (first_page + i) for i in range(len(layout)))
-    objects = [
-        b"<< /Type /Catalog /Pages 2 0 R >>",
-        b"<< /Type /Pages /Kids [%s] /Count %d >>" % (kids, len(layout)),
-        b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>",
-    ]
-    for content in streams:
-        data = _flate(content())
-        objects.append(
-            b"<< /Length %d /Filter /FlateDecode >>\nstream\n" % len(data) + data + b"\nendstream"
-        )
-    for stream in layout:
-        objects.append(
-            b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Contents %d 0 R "
-            b"/Resources << /Font << /F1 3 0 R >> >> >>" % (first_stream + stream)
-        )
+def _stream(content: Iterator[bytes]) -> bytes:
+    data = _flate(content)
+    return b"<< /Length %d /Filter /FlateDecode >>\nstream\n" % len(data) + data + b"\nendstream"
+
+
+def _write_pdf(path: Path, objects: list[bytes]) -> Path:
+    """Objects numbered from 1 (the catalog), then the cross-reference table."""
     out = bytearray(b"%PDF-1.4\n")
     offsets = []
     for number, body in enumerate(objects, start=1):
@@ -226,6 +210,30 @@ def pdf_pages(
     )
     path.write_bytes(bytes(out))
     return path
+
+
+def pdf_pages(
+    path: Path, streams: list[Callable[[], Iterator[bytes]]], layout: list[int] | None = None
+) -> Path:
+    """A PDF with one FlateDecode content stream per entry of `streams`; page i shows
+    stream layout[i] (default: a page per stream), so pages may share one stream."""
+    layout = list(range(len(streams))) if layout is None else layout
+    first_stream = 4
+    first_page = first_stream + len(streams)
+    kids = b" ".join(b"%d 0 R" % (first_page + i) for i in range(len(layout)))
+    fonts = b"/Font << /F1 3 0 R >>"
+    objects = [
+        b"<< /Type /Catalog /Pages 2 0 R >>",
+        b"<< /Type /Pages /Kids [%s] /Count %d >>" % (kids, len(layout)),
+        b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>",
+    ]
+    objects += [_stream(content()) for content in streams]
+    for stream in layout:
+        objects.append(
+            b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Contents %d 0 R "
+            b"/Resources << %s >> >>" % (first_stream + stream, fonts)
+        )
+    return _write_pdf(path, objects)
 
 
 def text_operators(
@@ -257,3 +265,25 @@ def long_strings(size: int) -> Callable[[], Iterator[bytes]]:
 def pdf_bomb(path: Path, unpacked: int) -> Path:
     """One page whose content stream inflates to about `unpacked` bytes of text operators."""
     return pdf_pages(path, [text_operators(unpacked)])
+
+
+def many_headings(path: Path, sections: int) -> Path:
+    """Markdown of one-line sections: a heading and ~80 characters each (a block per section)."""
+    text = prose(80 * 1000)
+    with open(path, "w", encoding="ascii") as fh:
+        for i in range(sections):
+            start = (i % 1000) * 80
+            fh.write(f"# Part {i}\n\n{text[start : start + 80].strip()}\n\n")
+    return path
+
+
+def legacy_text(path: Path, size: int) -> Path:
+    """Windows-1252 prose with every word in curly quotes: ~28% of bytes non-ASCII."""
+    words = prose(UNIT).split(" ")
+    unit = " ".join(f"\x93{w}\x94" for w in words).encode("latin-1")
+    with open(path, "wb") as fh:
+        left = size
+        while left > 0:
+            fh.write(unit[:left])
+            left -= min(left, len(unit))
+    return path

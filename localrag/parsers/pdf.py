@@ -22,8 +22,8 @@ logging.getLogger("pypdf").setLevel(logging.ERROR)
 CACHE_FLUSH_PAGES = 32
 # The cache also keeps each page's decoded content: it is dropped sooner when that adds up.
 CACHE_FLUSH_BYTES = 32 * 1024 * 1024
-# One page's content may unpack to this share of max_unpacked_bytes: text extraction holds
-# ~7 bytes per content byte (60 MB of text operators on one page peaked at 811 MB).
+# One page's content may unpack to 1/4 of max_unpacked_bytes ("a quarter" in the message):
+# extracting a page holds ~13 bytes per content byte (one page of 60 MB of text: 811 MB).
 PAGE_CONTENT_SHARE = 4
 
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f\ufffe\uffff]")
