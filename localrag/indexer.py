@@ -13,9 +13,9 @@ from __future__ import annotations
 import functools
 import hashlib
 import os
-import queue
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Generator, Iterable, Sequence
 from contextlib import closing
 from dataclasses import dataclass, field
@@ -32,8 +32,10 @@ from localrag.parsers import parse_file
 from localrag.store import DocumentRow, PendingDocument, Root, Store
 from localrag.walker import IGNORE_FILES, FileEntry, RootFilter, WalkProblem, is_within
 
-# How many files are read and parsed ahead of the embedder, in a helper thread.
+# How many files are read and parsed ahead of the embedder, in a helper thread, and how many
+# bytes of them: prepared passages take a few times their file's size.
 _PREFETCH = 8
+_PREFETCH_BYTES = 32 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -488,33 +490,45 @@ def _prefetch(
 ) -> Generator[_Prepared, None, None]:
     """Map `fn` over items in a helper thread, a few ahead, yielding results in order.
 
+    At most `_PREFETCH` files, and `_PREFETCH_BYTES` of them, wait prepared (always one at
+    least): a run of large files must not hold all their passages in memory at once.
     The helper is a daemon thread: a read stuck in the kernel (a hung network drive) must
     never keep Ctrl-C from ending the process. Closing the generator stops the helper after
     the file in hand; files prepared ahead were never committed, so nothing is lost.
     """
-    results: queue.Queue[tuple[_Prepared | None, BaseException | None]] = queue.Queue(_PREFETCH)
+    ready: deque[tuple[_Prepared | None, BaseException | None, int]] = deque()
+    held = 0  # bytes of the files waiting in `ready`
+    changed = threading.Condition()
     stop = threading.Event()
 
+    def room_for(size: int) -> bool:
+        return not ready or (len(ready) < _PREFETCH and held + size <= _PREFETCH_BYTES)
+
     def work() -> None:
+        nonlocal held
         for item in items:
             if stop.is_set():
                 return
-            outcome: tuple[_Prepared | None, BaseException | None]
             try:
-                outcome = (fn(item), None)
+                prepared, error = fn(item), None
             except BaseException as exc:  # handed to the consumer, raised there
-                outcome = (None, exc)
-            while not stop.is_set():
-                try:
-                    results.put(outcome, timeout=0.2)
-                    break
-                except queue.Full:
-                    continue
+                prepared, error = None, exc
+            with changed:
+                while not stop.is_set() and not room_for(item.size):
+                    changed.wait(0.2)
+                ready.append((prepared, error, item.size))
+                held += item.size
+                changed.notify_all()
 
     threading.Thread(target=work, name="localrag-parse", daemon=True).start()
     try:
         for _ in items:
-            prepared, error = results.get()
+            with changed:
+                while not ready:
+                    changed.wait()
+                prepared, error, size = ready.popleft()
+                held -= size
+                changed.notify_all()
             if error is not None:
                 raise error
             assert prepared is not None

@@ -452,3 +452,33 @@ def test_update_interrupted_in_one_root_returns_the_other_roots_paths(tmp_path, 
     assert left == paths[1:]  # nothing dropped, the second root's paths included
     report, left = indexer.update(left)
     assert (report.added, left) == (5, [])
+
+
+@pytest.mark.parametrize(("size", "most"), [(1, 9), (20 * 1024 * 1024, 2)])
+def test_files_are_prepared_ahead_up_to_a_count_and_a_byte_budget(size: int, most: int) -> None:
+    """A few small files wait prepared, but only one large one: a run of 50 MB files must not
+    hold eight files' passages in memory at once."""
+    import threading
+    import time
+
+    from localrag.indexer import _prefetch
+
+    prepared: list[str] = []
+    lock = threading.Lock()
+
+    def prepare(entry):  # type: ignore[no-untyped-def]
+        with lock:
+            prepared.append(entry.path)
+        return entry.path
+
+    entries = [indexer_module.FileEntry(f"/f{i}", size, 0) for i in range(20)]
+    results = _prefetch(entries, prepare)  # type: ignore[arg-type]
+    assert next(results) == "/f0"
+    # The helper runs ahead as far as it may (the one taken, those waiting, one in its hand)...
+    deadline = time.monotonic() + 30
+    while len(prepared) < most + 1 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    time.sleep(0.3)  # ...and no further
+    with lock:
+        assert len(prepared) == most + 1
+    assert list(results) == [f"/f{i}" for i in range(1, 20)]  # in order, none lost
