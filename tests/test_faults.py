@@ -209,7 +209,7 @@ def test_status_never_writes(tmp_path: Path, env: dict[str, str]) -> None:
     leave_wal = (
         "import os, sqlean; db = sqlean.connect(os.environ['DB'], isolation_level=None); "
         "db.execute('PRAGMA wal_autocheckpoint = 0'); "
-        "db.execute(\"INSERT INTO conversations(title, created_at, updated_at) "
+        'db.execute("INSERT INTO conversations(title, created_at, updated_at) '
         "VALUES ('left in the WAL', 0, 0)\"); os._exit(0)"
     )
     subprocess.run([sys.executable, "-c", leave_wal], env=dict(env, DB=str(db)), check=True)
