@@ -36,6 +36,7 @@ from localrag.retrieval import (
     SearchResult,
     clean_query,
     fuse_rankings,
+    has_words,
     query_terms,
 )
 
@@ -50,6 +51,7 @@ NO_MODEL_HINT = (
     "No language model is installed, so these are the best passages themselves. "
     "Add one with `localrag models pull` (online) or `localrag models import FILE.gguf`."
 )
+NO_WORDS_TEXT = "The question has no words to search for."
 NOT_FOUND_TEXT = (
     "I found nothing in your documents that is relevant enough to answer this, "
     "so I did not ask the model to guess."
@@ -230,8 +232,18 @@ class Answerer:
         collection = self._collection_answer(question)
         if collection is not None:
             return self._collection_result(question, collection, conversation)
+        if not has_words(question):
+            return Answer(
+                question,
+                "not_found",
+                search_query=question,
+                sources=[],
+                conversation=conversation,
+                fixed_text=NO_WORDS_TEXT,
+            )
         history = conversation.history(self.settings.history_turns) if conversation else []
-        search_query, results = self._retrieve(question, history, path_filter)
+        # Search-only never calls the model, not even to rewrite a follow-up.
+        search_query, results = self._retrieve(question, history, path_filter, rewrite=generate)
         relevant = [r for r in results if self._is_relevant(r)]
         if not relevant:
             return Answer(
@@ -274,15 +286,21 @@ class Answerer:
         )
 
     def _retrieve(
-        self, question: str, history: Sequence[tuple[str, str]], path_filter: str | None
+        self,
+        question: str,
+        history: Sequence[tuple[str, str]],
+        path_filter: str | None,
+        *,
+        rewrite: bool = True,
     ) -> tuple[str, list[SearchResult]]:
-        """Search for the question; a follow-up searches for what it refers to as well."""
+        """Search for the question; a follow-up searches for what it refers to as well (with
+        the model's standalone rewrite when `rewrite` and there is a model)."""
         k = self.settings.candidates
         if not history:
             return question, self.retriever.search(question, k, path_filter=path_filter)
         previous = history[-1][0]
         queries: list[tuple[str, float]] = []
-        rewritten = self._rewrite_followup(question, history)
+        rewritten = self._rewrite_followup(question, history) if rewrite else None
         if rewritten:
             queries.append((rewritten, 1.0))
         # Without a (usable) rewrite, the previous question supplies what "it" refers to; the

@@ -38,6 +38,8 @@ class _Group(click.Group):
             raise click.ClickException(str(exc)) from exc
 
 
+NO_WORDS_MESSAGE = "Nothing to search for: the query has no words."
+
 db_option = click.option(
     "--db",
     type=click.Path(dir_okay=False, path_type=Path),
@@ -380,7 +382,9 @@ def search(
         click.echo(json.dumps(payload, ensure_ascii=False, indent=2))
         return
     if not results:
-        console.print("No matching passages.")
+        from localrag.retrieval import has_words
+
+        console.print("No matching passages." if has_words(query) else NO_WORDS_MESSAGE)
         return
     for r in results:
         header = Text()

@@ -88,6 +88,11 @@ def clean_query(text: str) -> str:
     return text.replace("\x00", " ")
 
 
+def has_words(text: str) -> bool:
+    """Whether there is anything to search for: punctuation alone matches nothing real."""
+    return _WORD.search(text) is not None
+
+
 def query_terms(text: str) -> list[str]:
     """The words of a question worth matching: stopwords go unless nothing else is left."""
     words = [w.lower() for w in _WORD.findall(text)]
@@ -140,6 +145,8 @@ class Retriever:
         mode: Mode = "hybrid",
     ) -> list[SearchResult]:
         query = clean_query(query)
+        if not has_words(query):
+            return []  # "???" would otherwise return whatever lies nearest to punctuation
         depth = max(CANDIDATES, k)
         vector_ranked: list[tuple[int, float]] = []
         keyword_ranked: list[tuple[int, float]] = []

@@ -12,6 +12,7 @@ from localrag.errors import LocalragError
 from localrag.indexer import Indexer
 from localrag.llm import LLMSettings, LocalLLM
 from localrag.prompt import SYSTEM_PROMPT
+from localrag.retrieval import Retriever
 from localrag.store import Store
 from tests.handbook import write_handbook
 from tests.helpers_llm import ScriptedLLM
@@ -242,6 +243,29 @@ def test_follow_ups_are_rewritten_and_history_is_kept(store, embedder, tiny_llm)
     assert "assistant\nConnect with the WireGuard client [1].<|im_end|>" in final_prompt
     assert _count(tiny_llm, llm.prompts[2], "<|im_start|>") == 5
     assert final_prompt.count("<sources>") == 1
+
+
+def test_search_only_never_calls_the_model_even_for_a_follow_up(store, embedder, tiny_llm) -> None:  # type: ignore[no-untyped-def]
+    llm = ScriptedLLM(tiny_llm, "Connect with the WireGuard client [1].")
+    answerer = Answerer(store, embedder, llm)  # type: ignore[arg-type]
+    conversation = Conversation()
+    answerer.ask("How do I reach the office network from home?", conversation).read()
+    calls = len(llm.prompts)
+    answer = answerer.ask("and how long does it stay connected?", conversation, generate=False)
+    answer.read()
+    assert len(llm.prompts) == calls  # no rewrite, no answer: the model was never asked
+    assert answer.mode == "extractive"
+    assert answer.sources[0].path.endswith("it/vpn.md")  # the conversation still helped
+
+
+@pytest.mark.parametrize("question", ["???", "...", " -- ", "?!"])
+def test_a_question_without_words_says_so(store, embedder, tiny_llm, question: str) -> None:  # type: ignore[no-untyped-def]
+    llm = ScriptedLLM(tiny_llm)
+    answer = Answerer(store, embedder, llm).ask(question)  # type: ignore[arg-type]
+    assert answer.read() == "The question has no words to search for."
+    assert answer.mode == "not_found" and answer.sources == []
+    assert llm.prompts == []
+    assert Retriever(store, embedder).search(question, 5) == []
 
 
 def test_a_fine_tuned_models_reasoning_is_kept_out_of_the_answer(store, embedder, tiny_llm) -> None:  # type: ignore[no-untyped-def]

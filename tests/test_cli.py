@@ -56,6 +56,14 @@ def test_search_json_is_machine_readable(indexed):
     assert all("recipes/" in r["path"] for r in json.loads(out))
 
 
+def test_a_query_of_punctuation_alone_says_there_is_nothing_to_search_for(indexed):
+    code, out = run("search", "???")
+    assert code == 0
+    assert out.strip() == "Nothing to search for: the query has no words."
+    code, out = run("search", "zzzqqqxxx unrelated nonsense", "--mode", "keyword")
+    assert out.strip() == "No matching passages."
+
+
 def test_status_reports_roots_counts_model_and_errors(indexed):
     (indexed / "broken.pdf").write_bytes(b"%PDF-1.7 truncated")
     run("index")  # no paths: re-index the known roots
