@@ -938,7 +938,7 @@ def status(db: Path | None, show_errors: bool, as_json: bool) -> None:
 
 @cli.group(name="eval")
 def eval_group() -> None:
-    """Measure retrieval (and later answer) quality on labelled questions."""
+    """Measure retrieval and answer quality on labelled questions."""
 
 
 @eval_group.command(name="retrieval")
@@ -953,6 +953,11 @@ def eval_group() -> None:
     help="Retrieval method(s) to score (default: all three).",
 )
 @click.option("--misses", is_flag=True, help="List the questions that found nothing.")
+@click.option(
+    "--ablate",
+    is_flag=True,
+    help="What each stage of hybrid search buys: one row per stage taken away.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def eval_retrieval(
     questions: Path,
@@ -960,6 +965,7 @@ def eval_retrieval(
     embedder_name: str | None,
     modes: tuple[str, ...],
     misses: bool,
+    ablate: bool,
     as_json: bool,
 ) -> None:
     """Score retrieval on a JSONL file of {"q", "file", "answer"}: hit@1/3/5/10 and MRR."""
@@ -968,6 +974,9 @@ def eval_retrieval(
     from localrag.retrieval import Retriever
 
     items = load_questions(questions)
+    if ablate:
+        _print_ablation(questions, items, db, embedder_name, as_json)
+        return
     with _open_store(db, read_only=True) as store:
         retriever = Retriever(store, load_embedder(embedder_name))
         scores = [
@@ -1005,6 +1014,42 @@ def eval_retrieval(
             )
             for q in s.misses:
                 console.print(f"  {q.q}  [dim]({q.file})[/]")
+
+
+def _print_ablation(
+    questions: Path, items: list[Any], db: Path | None, embedder_name: str | None, as_json: bool
+) -> None:
+    from localrag.embedder import load_embedder
+    from localrag.evaluate import DEFAULT_KS, ablate_retrieval
+
+    with _open_store(db, read_only=True) as store:
+        rows = ablate_retrieval(store, load_embedder(embedder_name), items)
+    full = rows[0].scores.mrr
+    if as_json:
+        payload = [
+            {
+                "stages": row.label,
+                "mrr": row.scores.mrr,
+                "mrr_change": row.scores.mrr - full,
+                **{f"hit@{k}": v for k, v in row.scores.hits_at.items()},
+            }
+            for row in rows
+        ]
+        click.echo(json.dumps(payload, indent=2))
+        return
+    table = Table(title=f"What each stage buys: {len(items)} questions from {questions.name}")
+    table.add_column("hybrid search")
+    for k in DEFAULT_KS:
+        table.add_column(f"hit@{k}", justify="right")
+    table.add_column("MRR", justify="right")
+    table.add_column("MRR change", justify="right")
+    for row in rows:
+        s = row.scores
+        change = "" if row is rows[0] else f"{s.mrr - full:+.3f}"
+        table.add_row(
+            row.label, *(f"{s.hits_at[k]:.3f}" for k in DEFAULT_KS), f"{s.mrr:.3f}", change
+        )
+    console.print(table)
 
 
 def _load_installed_llm(name: str, **overrides: Any) -> LocalLLM:

@@ -11,9 +11,14 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from localrag.errors import ConfigError
-from localrag.retrieval import Mode, Retriever, SearchResult
+from localrag.retrieval import ALL_STAGES, Mode, Retriever, SearchResult, Stages
+
+if TYPE_CHECKING:
+    from localrag.embedder import Embedder
+    from localrag.store import Store
 
 DEFAULT_KS = (1, 3, 5, 10)
 
@@ -96,3 +101,33 @@ def evaluate_retrieval(
         mrr=reciprocal / n,
         misses=misses,
     )
+
+
+@dataclass(frozen=True)
+class Ablation:
+    """Hybrid search with one stage taken away (or all of them kept), and what it scored."""
+
+    label: str
+    scores: RetrievalScores
+
+
+# (label, stages, mode): each row takes one thing away from the full pipeline.
+ABLATIONS: tuple[tuple[str, Stages, Mode], ...] = (
+    ("all stages", ALL_STAGES, "hybrid"),
+    ("without the exact lane", Stages(exact_lane=False), "hybrid"),
+    ("without the keyword coverage filter", Stages(coverage_filter=False), "hybrid"),
+    ("with plain fusion (RRF k=60, equal weights)", Stages(tuned_fusion=False), "hybrid"),
+    ("without the keyword side (vectors only)", ALL_STAGES, "vector"),
+    ("keywords only (BM25)", ALL_STAGES, "keyword"),
+)
+
+
+def ablate_retrieval(
+    store: Store, embedder: Embedder, questions: Sequence[Question]
+) -> list[Ablation]:
+    """What each stage of hybrid search buys on these questions: one row per stage removed."""
+    rows = []
+    for label, stages, mode in ABLATIONS:
+        retriever = Retriever(store, embedder, stages)
+        rows.append(Ablation(label, evaluate_retrieval(retriever, questions, mode=mode)))
+    return rows

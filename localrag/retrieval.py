@@ -26,6 +26,7 @@ Mode = Literal["hybrid", "vector", "keyword"]
 # the usual k=60 with equal weights let keyword noise push good vector hits down.
 RRF_K = 10
 KEYWORD_WEIGHT = 0.5
+PLAIN_RRF_K = 60  # the textbook constant (Cormack et al. 2009), for comparison
 # How deep each retriever looks before fusion.
 CANDIDATES = 50
 # Binary (sign-bit) KNN is a coarse first pass; this many are rescored with float vectors.
@@ -34,6 +35,12 @@ BINARY_OVERSAMPLE = 100
 # A keyword hit must carry at least this share of the query's IDF weight to count: one
 # incidental common word ("long", "home") must not outvote the meaning of a whole question.
 MIN_KEYWORD_COVERAGE = 0.7
+# A specific term (a code, a name, an invented word) in at most this many passages gives the
+# passages holding it a lane of their own in the fusion, at this weight.
+EXACT_TERM_CHUNKS = 3
+EXACT_WEIGHT = 1.5
+# A word the embedder splits into this many pieces or more is unknown to it as a whole.
+SPECIFIC_MIN_PIECES = 2
 # A term in more chunks than this is "common": it neither drives the hybrid keyword query
 # (matching it means scoring a large share of the index) nor filters by coverage.
 COMMON_TERM_CHUNKS = 2000
@@ -46,6 +53,20 @@ _STOPWORDS = frozenset(
     ).split()
 )
 _MAX_QUERY_TERMS = 32
+
+
+@dataclass(frozen=True)
+class Stages:
+    """Which parts of hybrid search run: all of them normally; `eval retrieval --ablate`
+    switches each off in turn to show what it buys on the user's own questions."""
+
+    keyword_side: bool = True  # BM25 candidates fused with the vector ones
+    coverage_filter: bool = True  # keyword hits must cover most of the query's IDF weight
+    exact_lane: bool = True  # passages holding a rare code, name or invented word
+    tuned_fusion: bool = True  # RRF_K and KEYWORD_WEIGHT; off: textbook RRF (k=60, equal)
+
+
+ALL_STAGES = Stages()
 
 
 @dataclass(frozen=True)
@@ -112,6 +133,24 @@ def fts_query(text: str) -> str | None:
     return " OR ".join(_quoted(t) for t in terms)
 
 
+def _exact_lane(
+    ranked: Sequence[tuple[int, float]], holders: dict[str, set[int] | None]
+) -> tuple[list[int], float]:
+    """Keyword hits holding the query's specific terms that are in only a few passages, and
+    the lane's weight: a term in one passage says more than one in five (which may be
+    mentioned in passing where the answer is not)."""
+    rare = [
+        found
+        for found in holders.values()
+        if found is not None and 0 < len(found) <= EXACT_TERM_CHUNKS
+    ]
+    if not rare:
+        return [], 0.0
+    held = [(sum(cid in found for found in rare), n, cid) for n, (cid, _) in enumerate(ranked)]
+    lane = [cid for count, _, cid in sorted(held, key=lambda h: (-h[0], h[1])) if count]
+    return lane, EXACT_WEIGHT / min(len(found) for found in rare)
+
+
 def _holds(holders: set[int] | None, chunk_id: int) -> bool:
     """Common terms (None) count as present everywhere."""
     return holders is None or chunk_id in holders
@@ -125,7 +164,7 @@ def _quoted(term: str) -> str:
 class Retriever:
     """Search one store with one embedder; cheap to create, holds no state between queries."""
 
-    def __init__(self, store: Store, embedder: Embedder) -> None:
+    def __init__(self, store: Store, embedder: Embedder, stages: Stages = ALL_STAGES) -> None:
         if store.model_identity() is None:
             raise LocalragError(
                 f"the index at {store.path} is empty: run `localrag index FOLDER` first"
@@ -135,6 +174,8 @@ class Retriever:
         )
         self.store = store
         self.embedder = embedder
+        self.stages = stages
+        self._last_query: tuple[str, np.ndarray] | None = None
 
     def search(
         self,
@@ -150,19 +191,27 @@ class Retriever:
         depth = max(CANDIDATES, k)
         vector_ranked: list[tuple[int, float]] = []
         keyword_ranked: list[tuple[int, float]] = []
+        exact: list[int] = []
+        exact_weight = 0.0
         with self.store.snapshot():
             if mode in ("hybrid", "vector") and query.strip():
                 vector_ranked = self._vector_search(query, depth, path_filter)
             if mode == "keyword":
                 match = fts_query(query)
                 keyword_ranked = self.store.fts_search(match, depth, path_filter) if match else []
-            elif mode == "hybrid":
-                keyword_ranked = self._keyword_search(query, depth, path_filter)
+            elif mode == "hybrid" and self.stages.keyword_side:
+                keyword_ranked, exact, exact_weight = self._keyword_search(
+                    query, depth, path_filter
+                )
+                exact = self._by_meaning(exact, query) if self.stages.exact_lane else []
+            tuned = self.stages.tuned_fusion
             fused = fuse_rankings(
                 [
                     ([cid for cid, _ in vector_ranked], 1.0),
-                    ([cid for cid, _ in keyword_ranked], KEYWORD_WEIGHT),
-                ]
+                    ([cid for cid, _ in keyword_ranked], KEYWORD_WEIGHT if tuned else 1.0),
+                    (exact, exact_weight),
+                ],
+                k=RRF_K if tuned else PLAIN_RRF_K,
             )
             hits = self.store.chunk_hits([cid for cid, _ in fused[: k * 3]])
         vector_scores = dict(vector_ranked)
@@ -192,16 +241,20 @@ class Retriever:
 
     def _keyword_search(
         self, query: str, depth: int, path_filter: str | None
-    ) -> list[tuple[int, float]]:
-        """Hybrid's keyword side: BM25 hits that cover enough of the query (by IDF).
+    ) -> tuple[list[tuple[int, float]], list[int], float]:
+        """Hybrid's keyword side: BM25 hits that cover enough of the query (by IDF), and the
+        "exact" lane with its weight: those holding a term found in only a few passages.
 
         Like a search engine's "minimum should match": each term weighs its inverse document
         frequency, and terms found nowhere count at full weight, so a passage matching one
         common word of a long question is dropped while one matching its rare words stays.
+        A term as rare as a code, a surname or an invented word says more than any embedding
+        of it can (a meaningless word's vector neighbours are noise), so the passages holding
+        it get a lane of their own in the fusion.
         """
         terms = query_terms(query)
         if not terms:
-            return []
+            return [], [], 0.0
         total = max(self.store.chunk_count(), 1)
         # One capped lookup per term gives both its frequency and which chunks hold it.
         holders: dict[str, set[int] | None] = {}  # None: a common term
@@ -219,21 +272,55 @@ class Retriever:
         else:
             match = " AND ".join(_quoted(t) for t in terms)
         ranked = self.store.fts_search(match, depth, path_filter)
-        if len(terms) < 2:
-            return ranked
+        specific = self._specific_terms(query)
+        exact, weight = _exact_lane(ranked, {t: holders[t] for t in terms if t in specific})
+        if len(terms) < 2 or not self.stages.coverage_filter:
+            return ranked, exact, weight
         full = sum(weights.values())
         kept = []
         for chunk_id, score in ranked:
             covered = sum(w for t, w in weights.items() if _holds(holders[t], chunk_id))
             if covered / full >= MIN_KEYWORD_COVERAGE:
                 kept.append((chunk_id, score))
-        return kept
+        return kept, exact, weight
+
+    def _specific_terms(self, query: str) -> set[str]:
+        """Words that name something rather than describe it: a code or number (digits), a
+        name (capitalised inside the query, or a query of one capitalised word), or a word the
+        embedder does not know whole (it splits it into pieces: invented words, jargon)."""
+        words = _WORD.findall(query)
+        specific: set[str] = set()
+        for position, word in enumerate(words):
+            term = word.lower()
+            if term in _STOPWORDS:
+                continue
+            named = word[:1].isupper() and (position > 0 or len(words) == 1)
+            pieces = self.embedder.count_tokens(term)
+            if named or any(ch.isdigit() for ch in word) or pieces >= SPECIFIC_MIN_PIECES:
+                specific.add(term)
+        return specific
+
+    def _by_meaning(self, chunk_ids: list[int], query: str) -> list[int]:
+        """Chunks closest in meaning to the whole query first: of the few passages holding an
+        identifier, the one that explains it, not the one that merely mentions it."""
+        if len(chunk_ids) < 2:
+            return chunk_ids
+        hits = self.store.chunk_hits(chunk_ids)
+        ids, matrix = self.store.vectors(sorted({h.embedding_id for h in hits.values()}))
+        similarity = dict(zip(ids, matrix @ self._query_vector(query), strict=True))
+        return sorted(chunk_ids, key=lambda c: -similarity.get(hits[c].embedding_id, -1.0))
+
+    def _query_vector(self, query: str) -> np.ndarray:
+        """The query's embedding, computed once per query (the model call is the cost)."""
+        if self._last_query is None or self._last_query[0] != query:
+            self._last_query = (query, self.embedder.embed_query(query).astype(np.float32))
+        return self._last_query[1]
 
     def _vector_search(
         self, query: str, depth: int, path_filter: str | None
     ) -> list[tuple[int, float]]:
         """(chunk id, cosine) best first."""
-        q = self.embedder.embed_query(query)
+        q = self._query_vector(query)
         if path_filter:
             return self.store.exact_vector_search(q, depth, path_filter)
         candidates = self.store.knn_candidates(q, max(BINARY_OVERSAMPLE, depth * 2))
@@ -250,12 +337,14 @@ class Retriever:
         return ranked[:depth]
 
 
-def fuse_rankings(rankings: Iterable[tuple[Sequence[int], float]]) -> list[tuple[int, float]]:
+def fuse_rankings(
+    rankings: Iterable[tuple[Sequence[int], float]], k: int = RRF_K
+) -> list[tuple[int, float]]:
     """Weighted reciprocal rank fusion: (ids best first, weight) lists → (id, score) best first."""
     fused: dict[int, float] = {}
     for ids, weight in rankings:
         for rank, item in enumerate(ids, 1):
-            fused[item] = fused.get(item, 0.0) + weight / (RRF_K + rank)
+            fused[item] = fused.get(item, 0.0) + weight / (k + rank)
     return sorted(fused.items(), key=lambda entry: -entry[1])
 
 

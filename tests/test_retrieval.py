@@ -169,3 +169,140 @@ def test_question_file_errors_name_the_line(tmp_path: Path):
     path.write_text('{"q": "a", "file": "b", "answer": "c"}\n{"q": "missing keys"}\n')
     with pytest.raises(ConfigError, match=r"q.jsonl:2"):
         load_questions(path)
+
+
+# -- exact terms: codes, names and invented words come first ------------------------------------
+
+_TOPICS = {
+    "garden": "tomatoes compost seedlings watering mulch pruning roses greenhouse soil frost",
+    "travel": "train tickets hotel booking passport luggage airport delay refund itinerary",
+    "finance": "invoice payment budget ledger quarter audit expense receipt account balance",
+    "kitchen": "recipe oven flour butter simmer onions garlic pastry dough seasoning",
+    "health": "appointment vaccine clinic dosage symptoms pharmacy referral fever allergy",
+    "house": "boiler plumber roof gutter window insulation paint ladder repair damp",
+    "school": "homework teacher term report exam timetable uniform library trip class",
+    "music": "piano rehearsal concert violin score tempo choir lesson practice scales",
+}
+
+
+def _exact_corpus(root: Path) -> None:
+    """64 files of plausible notes, eight topics, and a few needles."""
+    import random
+
+    rng = random.Random(64)
+    for topic, words in _TOPICS.items():
+        vocabulary = words.split()
+        for i in range(8):
+            # Passages of a few hundred words: a needle is a small part of its passage's meaning.
+            paragraphs = [
+                ". ".join(
+                    " ".join(rng.choice(vocabulary) for _ in range(10)).capitalize()
+                    for _ in range(6)
+                )
+                + "."
+                for _ in range(8)
+            ]
+            (root / topic).mkdir(parents=True, exist_ok=True)
+            (root / topic / f"note-{i}.md").write_text(
+                f"# {topic.title()} note {i}\n\n" + "\n\n".join(paragraphs) + "\n"
+            )
+    note = root / "house" / "note-3.md"
+    text = note.read_text()
+    middle = text.index("\n\n", len(text) // 2)
+    note.write_text(
+        text[:middle] + " The spare key is filed under zqxjvortexmarker." + text[middle:]
+    )
+    for number in (170, 171, 172, 173, 174):
+        (root / "finance" / f"invoice-{number}.md").write_text(
+            f"# Invoice INV-2024-0{number}\n\nInvoice INV-2024-0{number} covers the quarter's "
+            "budget, payment on receipt, account balance settled.\n"
+        )
+    (root / "health" / "referrals.md").write_text(
+        "# Referrals\n\nDr Hartley sees the allergy referrals on Mondays.\n\n"
+        "The clinic forwards fever cases to the pharmacy.\n\n"
+        "Hartley also signs the vaccine forms.\n"
+    )
+
+
+@pytest.fixture(scope="module")
+def exact_index(tmp_path_factory: pytest.TempPathFactory, embedder):  # type: ignore[no-untyped-def]
+    root = tmp_path_factory.mktemp("exact")
+    _exact_corpus(root)
+    store = Store.open(root.parent / f"{root.name}.db")
+    Indexer(store, embedder).index([root])
+    yield Retriever(store, embedder)
+    store.close()
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        "zqxjvortexmarker",
+        "where did I note zqxjvortexmarker?",
+        "spare key zqxjvortexmarker",
+    ],
+)
+def test_an_invented_word_in_one_passage_comes_first(exact_index, query: str) -> None:
+    top = exact_index.search(query, 3)[0]
+    assert "zqxjvortexmarker" in top.chunk.text
+
+
+@pytest.mark.parametrize("number", ["0171", "0173"])
+def test_an_invoice_number_finds_its_invoice_first(exact_index, number: str) -> None:
+    for query in (f"INV-2024-{number}", f"what does invoice INV-2024-{number} cover?"):
+        top = exact_index.search(query, 3)[0]
+        assert top.path.endswith(f"invoice-{number[1:]}.md"), query
+
+
+def test_a_surname_finds_the_passages_that_name_it(exact_index) -> None:
+    for query in ("Hartley", "what does Hartley do"):
+        top = exact_index.search(query, 3)
+        assert "Hartley" in top[0].chunk.text, query
+
+
+def test_ablation_shows_what_each_stage_buys(exact_index) -> None:
+    from localrag.evaluate import ABLATIONS, ablate_retrieval
+
+    questions = [
+        Question(f"what does invoice INV-2024-0{n} cover?", f"invoice-{n}.md", f"INV-2024-0{n}")
+        for n in (170, 171, 172, 173, 174)
+    ]
+    rows = ablate_retrieval(exact_index.store, exact_index.embedder, questions)
+    assert [row.label for row in rows] == [label for label, _, _ in ABLATIONS]
+    by_label = {row.label: row.scores for row in rows}
+    full = by_label["all stages"]
+    assert full.hits_at[1] == 1.0
+    # Near-identical invoices: only the exact lane tells them apart at rank 1.
+    assert by_label["without the exact lane"].mrr < full.mrr
+    assert by_label["without the keyword side (vectors only)"].mrr < full.mrr
+
+
+def test_eval_retrieval_ablate_prints_a_row_per_stage(tmp_path, models_env) -> None:  # type: ignore[no-untyped-def]
+    import json
+
+    from click.testing import CliRunner
+
+    from localrag.cli import cli
+
+    docs = tmp_path / "docs"
+    for name, text in LABELLED_DOCS.items():
+        (docs / name).parent.mkdir(parents=True, exist_ok=True)
+        (docs / name).write_text(text, encoding="utf-8")
+    questions = tmp_path / "q.jsonl"
+    questions.write_text(
+        "\n".join(
+            json.dumps({"q": q.q, "file": q.file, "answer": q.answer}) for q in LABELLED_QUESTIONS
+        )
+    )
+    runner = CliRunner()
+    assert runner.invoke(cli, ["index", str(docs)]).exit_code == 0
+    result = runner.invoke(cli, ["eval", "retrieval", str(questions), "--ablate", "--json"])
+    assert result.exit_code == 0, result.output
+    rows = json.loads(result.output)
+    assert rows[0]["stages"] == "all stages" and rows[0]["mrr_change"] == 0
+    assert {"hit@1", "hit@10", "mrr", "mrr_change"} <= set(rows[1])
+    assert len(rows) == 6
+    shown = runner.invoke(
+        cli, ["eval", "retrieval", str(questions), "--ablate"], terminal_width=200
+    )
+    assert "without the exact lane" in shown.output and "MRR change" in shown.output
