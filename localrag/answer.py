@@ -24,6 +24,7 @@ from localrag.collection import (
     detect_collection_question,
     display_path,
 )
+from localrag.followups import refers_back
 from localrag.prompt import (
     ONE_LINE_GRAMMAR,
     Passage,
@@ -296,7 +297,9 @@ class Answerer:
         """Search for the question; a follow-up searches for what it refers to as well (with
         the model's standalone rewrite when `rewrite` and there is a model)."""
         k = self.settings.candidates
-        if not history:
+        if not history or not refers_back(question):
+            # A question that stands on its own starts a new topic: searched alone, so the
+            # previous topic cannot crowd it out (and no model is asked to rewrite it).
             return question, self.retriever.search(question, k, path_filter=path_filter)
         previous = history[-1][0]
         queries: list[tuple[str, float]] = []

@@ -315,3 +315,70 @@ def test_ask_shows_the_reasoning_only_when_asked(store, embedder, tiny_llm) -> N
     payload = answer_json(Answerer(store, embedder, ScriptedLLM(tiny_llm, reply)).ask(question))  # type: ignore[arg-type]
     assert payload["answer"] == "Twenty weeks [1]."
     assert payload["reasoning"] == "source [1] says “twenty weeks”"
+
+
+# -- conversations that change topic -----------------------------------------------------------
+
+TOPICS = {
+    "notes/timezones.md": "# Time zones\n\nMeetings are booked in UTC. Convert a local time "
+    "to another time zone by adding the difference between their UTC offsets; mind daylight "
+    "saving time, which moves the offset by an hour in spring and autumn. The Sydney office "
+    "is ten hours ahead of UTC, the Denver office seven hours behind.\n\n## Clocks\n\n"
+    "Every laptop clock synchronises with the time server at start-up; a clock that drifts "
+    "more than a minute makes calendar invitations show the wrong time.",
+    "notes/spreadsheets.md": "# Importing tables\n\nTo read a CSV file, open it with the "
+    "spreadsheet's import dialog and pick the comma as the separator; files exported by the "
+    "accounting system use semicolons. Check that the first row holds the column names.",
+}
+
+
+@pytest.fixture
+def topics_store(tmp_path: Path, embedder):  # type: ignore[no-untyped-def]
+    folder = write_handbook(tmp_path / "kb", TOPICS)
+    with Store.open(tmp_path / "topics.db") as s:
+        Indexer(s, embedder).index([folder])
+        yield s
+
+
+def _top_file(answer) -> str:  # type: ignore[no-untyped-def]
+    return answer.sources[0].path.rsplit("/", 1)[-1]
+
+
+def test_a_new_topic_is_searched_for_itself_not_with_the_last_one(topics_store, embedder) -> None:  # type: ignore[no-untyped-def]
+    answerer = Answerer(topics_store, embedder)
+    conversation = Conversation()
+    first = answerer.ask("How do I convert a meeting time between time zones?", conversation)
+    first.read()
+    assert _top_file(first) == "timezones.md"
+    second = answerer.ask("How do I read a CSV file from the accounting system?", conversation)
+    second.read()
+    assert second.search_query == "How do I read a CSV file from the accounting system?"
+    assert _top_file(second) == "spreadsheets.md"
+    assert all("timezones.md" not in s.path for s in second.sources[:2])
+    # A follow-up that points back still gets the earlier topic.
+    third = answerer.ask("and what separator do they use?", conversation)
+    third.read()
+    assert "accounting system" in third.search_query
+    assert _top_file(third) == "spreadsheets.md"
+
+
+def test_with_a_model_a_new_topic_is_not_rewritten_and_a_follow_up_is(
+    topics_store, embedder, tiny_llm
+) -> None:  # type: ignore[no-untyped-def]
+    llm = ScriptedLLM(
+        tiny_llm,
+        "Add the offset difference [1].",
+        "Use the import dialog [1].",  # answer to the new topic: no rewrite was asked for
+        "Which separator do accounting CSV files use?",  # the follow-up's rewrite
+        "Semicolons [1].",
+    )
+    answerer = Answerer(topics_store, embedder, llm)  # type: ignore[arg-type]
+    conversation = Conversation()
+    answerer.ask("How do I convert a meeting time between time zones?", conversation).read()
+    second = answerer.ask("How do I read a CSV file from the accounting system?", conversation)
+    assert second.read() == "Use the import dialog [1]."
+    assert len(llm.prompts) == 2 and _top_file(second) == "spreadsheets.md"
+    third = answerer.ask("and what separator do they use?", conversation)
+    assert third.read() == "Semicolons [1]."
+    assert third.search_query == "Which separator do accounting CSV files use?"
+    assert _top_file(third) == "spreadsheets.md"
