@@ -516,20 +516,43 @@ def _matching(
 
 def _match_expression(query: CollectionQuery) -> str | None:
     """The FTS5 query for the counting rule; every term quoted so user text is never syntax."""
+    words = _WORDS.findall(query.subject)
+    if query.match == "phrase" and len(words) > 1:
+        return _quoted(query.subject)
     if query.match == "phrase":
-        return _quoted(query.subject) if re.search(r"\w", query.subject) else None
+        return _word_forms(words[0].lower()) if words else None
     terms = query_terms(query.subject)
-    return " AND ".join(_quoted(t) for t in terms) if terms else None
+    return " AND ".join(_word_forms(t) for t in terms) if terms else None
+
+
+_WORDS = re.compile(r"\w+")
+
+
+def _word_forms(term: str) -> str:
+    """One term in any word form (Porter stemming does inflections) or with a version number
+    attached, as people write software and standards: sqlite → sqlite3, python → python3."""
+    if not term[-1:].isalpha():
+        return _quoted(term)
+    numbered = " OR ".join(f"{_quoted(term + digit)}*" for digit in "0123456789")
+    return f"({_quoted(term)} OR {numbered})"
+
+
+def _holds_words(text: str, subject: str) -> bool:
+    """Whether a passage visibly holds every word of the subject (any ending): such a file is
+    never shown as related "without those words"."""
+    folded = text.casefold()
+    return all(re.search(rf"(?<![^\W_]){re.escape(term)}", folded) for term in query_terms(subject))
 
 
 def _rule(query: CollectionQuery) -> str:
     """The counting rule in words, for the answer text."""
+    if query.match == "phrase" and len(_WORDS.findall(query.subject)) > 1:
+        return f'a passage contains the phrase "{query.subject}" (any word form)'
     if query.match == "phrase":
-        what = "the phrase" if len(query_terms(query.subject)) > 1 else "the word"
-        return f'a passage contains {what} "{query.subject}" (any word form)'
+        return f'a passage contains the word "{query.subject}" (any word form, or numbered)'
     terms = query_terms(query.subject)
     if len(terms) == 1:
-        return f'a passage contains the word "{terms[0]}" (any word form)'
+        return f'a passage contains the word "{terms[0]}" (any word form, or numbered)'
     words = ", ".join(f'"{t}"' for t in terms)
     return f"one passage contains all of the words {words} (any word form, any order)"
 
@@ -575,6 +598,8 @@ def _related_rows(
     for result in retriever.search(query.subject, RELATED_DEPTH, mode="vector"):
         if result.vector_score is None or result.vector_score < RELATED_FLOOR:
             break  # best first: the rest are further away
+        if _holds_words(result.chunk.text, query.subject):
+            continue  # it holds the words in a form the rule does not count: not "without"
         for path in (result.path, *result.also_in):
             if path in exclude:
                 continue

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
@@ -336,7 +337,7 @@ def test_count_about_counts_documents_and_states_the_rule(index):
     assert answer.kind == "count_about"
     assert answer.count == 3  # notes.md (heading "Garden notes") and both archive files
     assert answer.text.startswith('3 documents are about "gardening"')
-    assert 'contains the word "gardening" (any word form)' in answer.text
+    assert 'contains the word "gardening" (any word form, or numbered)' in answer.text
     assert set(_names(answer.rows)) >= {"notes.md", "budget.txt", "summary.txt"}
 
 
@@ -485,3 +486,33 @@ def test_indexed_empty_folder_names_it(tmp_path: Path, embedder: Embedder):
     assert not answer.matched
     assert str(folder.resolve()) in answer.text
     assert "no files yet" in answer.text
+
+
+def test_counts_agree_with_a_word_form_aware_grep(tmp_path: Path, embedder: Embedder) -> None:
+    """ "which files mention sqlite?" counts sqlite, SQLite's and sqlite3 as grep would, and a
+    file holding the word is never listed as related "without those words"."""
+    root = tmp_path / "code"
+    files = {
+        "db.py": "import sqlite3\n\nconnection = sqlite3.connect('cache.db')\n",
+        "notes.md": "# Storage\n\nWe keep the cache in SQLite because it needs no server.\n",
+        "plan.md": "# Plan\n\nSQLite's write-ahead log lets readers work during writes.\n",
+        "many.md": "# Engines\n\nCompared: sqlites of old, and Postgres.\n",
+        "driver.txt": "The pysqlite driver and the sqlitebrowser tool are other names.\n",
+        "other.md": "# Queues\n\nThe worker pool drains a Redis queue every second.\n",
+    }
+    for name, text in files.items():
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_text(text)
+    word_forms = re.compile(r"(?<![^\W_])sqlite(?:s|'s|\d+)?(?![^\W_])", re.I)
+    grep = {name for name, text in files.items() if word_forms.search(text)}
+    with Store.open(tmp_path / "i.db") as store:
+        Indexer(store, embedder).index([root])
+        query = detect_collection_question("which files mention sqlite?")
+        assert query is not None
+        answer = answer_collection_question(store, Retriever(store, embedder), query)
+    mentioned = {Path(r.path).name for r in answer.rows if r.relation == "mentions"}
+    assert mentioned == grep == {"db.py", "notes.md", "plan.md", "many.md"}
+    assert answer.count == len(grep)
+    for row in answer.rows:
+        if row.relation == "related":
+            assert not word_forms.search(row.snippet or ""), row
