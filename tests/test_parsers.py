@@ -368,6 +368,31 @@ def test_docbook_pages_have_clean_headings_and_no_navigation(tmp_path: Path) -> 
     assert block_with(doc, "Back in the section").heading_path == (title,)
 
 
+MENU_PAGE = """<html><head><title>Backups</title></head><body>
+<div class="top"><a href="/">Home</a> <a href="/about">About</a> <a href="/docs">Documentation</a>
+<a href="/download">Download</a> <a href="/license">License</a> <a href="/support">Support</a>
+</div>
+<ul class="links"><li><a href="/a">Index</a></li><li><a href="/b">Changes</a></li></ul>
+<h1>Backups</h1>
+<p>Take a copy with the <a href="/backup-api">online backup interface</a> while readers and
+writers keep working; the copy is consistent as of the moment it finishes.</p>
+<ul><li>Run <a href="/vacuum">VACUUM INTO</a> to write a compacted copy to a new file.</li>
+<li><a href="/faq">See the questions about copies</a></li></ul>
+</body></html>
+"""
+
+
+def test_html_blocks_that_are_only_links_are_navigation(tmp_path: Path) -> None:
+    """A menu without a telling class name is still a menu: its text is mostly short links."""
+    doc = parse(tmp_path, "backup.html", MENU_PAGE)
+    for junk in ("Home", "About", "Documentation", "License", "Index", "Changes"):
+        assert junk not in doc.text.split(), junk
+    # Prose with links in it stays, and so does a list item that is a link of many words.
+    assert "online backup interface" in block_with(doc, "Take a copy").text
+    assert block_with(doc, "VACUUM INTO").kind == "list"
+    assert "See the questions about copies" in doc.text
+
+
 def test_html_declared_legacy_charset(tmp_path: Path) -> None:
     page = '<html><head><meta charset="iso-8859-1"></head><body><p>Caf\xe9 cr\xe8me</p></body>'
     doc = parse(tmp_path, "old.htm", page.encode("latin-1"))

@@ -70,6 +70,10 @@ IMPLIED_CLOSE: dict[str, tuple[frozenset[str], frozenset[str]]] = {
     "option": (frozenset({"option"}), frozenset({"select"})),
 }
 _HSPACE = re.compile(r"[ \t\f\v\u00a0\u200b]+")
+# A block whose visible text is at least this share link text, at most this many words per
+# link, is navigation (a menu, an index of links), not content (boilerpipe's link density).
+LINK_SHARE = 0.8
+MAX_WORDS_PER_LINK = 4
 
 
 def _collapse(text: str) -> str:
@@ -84,6 +88,23 @@ class _Text:
     parts: list[str] = field(default_factory=list)
     start: int | None = None
     line: int = 0
+    # For telling menus from prose: characters in all, characters inside links, and links.
+    chars: int = 0
+    linked_chars: int = 0
+    links: int = 0
+
+    def count(self, data: str, linked: bool) -> None:
+        visible = len(data) - data.count(" ") - data.count("\n")
+        self.chars += visible
+        if linked:
+            self.linked_chars += visible
+
+    def is_link_list(self) -> bool:
+        """Mostly short links and little else: a menu, a link index, a "see also" bar."""
+        if not self.links or self.linked_chars < LINK_SHARE * self.chars:
+            return False
+        words = len("".join(self.parts).split())
+        return words <= MAX_WORDS_PER_LINK * self.links
 
     def add(self, data: str, line: int) -> None:
         if self.start is None:
@@ -165,7 +186,7 @@ class _Extractor(HTMLParser):
     def _flush(self, closing: str | None = None) -> None:
         result = self.buf.finish()
         pre = self.pre > 0
-        if result is not None:
+        if result is not None and not self.buf.is_link_list():
             text, first, last = result
             if self.buf.pre:
                 kind = "code"
@@ -265,6 +286,8 @@ class _Extractor(HTMLParser):
             return
         if self.mute:
             return
+        if tag == "a" and self.cell is None:
+            self.buf.links += 1
         if self.cell is not None:
             if tag == "table":
                 self.cell_tables += 1
@@ -388,6 +411,7 @@ class _Extractor(HTMLParser):
             self.cell.add(data, line)
         else:
             self.buf.add(data, line)
+            self.buf.count(data, any(o.tag == "a" for o in self.stack))
 
     def finish(self) -> None:
         self.close()
