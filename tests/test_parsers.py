@@ -631,3 +631,21 @@ def test_corrupt_docx(tmp_path: Path) -> None:
     ole = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1" + bytes(600)
     with pytest.raises(ParseError, match=r"^not a DOCX zip"):
         parse(tmp_path, "old.docx", ole)
+
+
+DEJAVU = Path("/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf")
+
+
+@pytest.mark.skipif(not DEJAVU.exists(), reason="needs a font with ligature glyphs (DejaVu Sans)")
+def test_pdf_ligatures_become_letters(tmp_path: Path) -> None:
+    """TeX-made PDFs write "ﬁle" with one ligature character: it must read (and match) "file"."""
+    pdf = FPDF()
+    pdf.add_font("DejaVu", fname=str(DEJAVU))
+    pdf.add_page()
+    pdf.set_font("DejaVu", size=12)
+    pdf.multi_cell(0, 8, "The \ufb01le \ufb02oats, e\ufb00ort and o\ufb03ce.")
+    path = tmp_path / "typeset.pdf"
+    pdf.output(str(path))
+    doc = parse(tmp_path, "typeset.pdf", path.read_bytes())
+    assert "The file floats, effort and office." in doc.text
+    assert not any("\ufb00" <= ch <= "\ufb06" for ch in doc.text)

@@ -27,6 +27,19 @@ CACHE_FLUSH_BYTES = 32 * 1024 * 1024
 PAGE_CONTENT_SHARE = 4
 
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f\ufffe\uffff]")
+# Typeset ligatures (ﬁ, ﬂ, ﬀ, ﬃ, ﬄ, ﬅ, ﬆ) as their letters: "ﬁle" must match "file" in the
+# keyword index and mean "file" to the embedder. TeX-made PDFs are full of them.
+_LIGATURES = str.maketrans(
+    {
+        "\ufb00": "ff",
+        "\ufb01": "fi",
+        "\ufb02": "fl",
+        "\ufb03": "ffi",
+        "\ufb04": "ffl",
+        "\ufb05": "st",
+        "\ufb06": "st",
+    }
+)
 _SPACES = re.compile(r"[ \t\u00a0]+")
 _BLANKS = re.compile(r"\n{3,}")
 # A word broken across lines ("man-\nagement"): joined when the next line goes on in lowercase.
@@ -142,7 +155,7 @@ def _page_text(page: Any) -> str:
         raw = page.extract_text(extraction_mode="layout")
     except Exception:
         raw = page.extract_text()
-    text = _LEADER.sub(" ... ", _CONTROL.sub("", raw or ""))
+    text = _LEADER.sub(" ... ", _CONTROL.sub("", raw or "")).translate(_LIGATURES)
     lines = [_SPACES.sub(" ", ln).strip() for ln in text.split("\n")]
     # Drop a bare page number at the top or bottom of the page.
     while lines and (not lines[0] or _PAGE_NUMBER.match(lines[0])):
