@@ -15,26 +15,13 @@ if [ -d "$DEST" ] && [ -f "$DEST/index.html" ]; then
     exit 0
 fi
 
-TMP="$(mktemp -d)"
-trap 'rm -rf "$TMP"' EXIT
-cd "$TMP"
+# shellcheck source=bench/debian_package.sh
+. "$HERE/debian_package.sh"
+unpack_debian_package "$PKG"
 
-# apt-get download fetches as the _apt user when run as root; let it write here.
-chmod 755 "$TMP"
-if [ "$(id -u)" = 0 ] && id _apt >/dev/null 2>&1; then chown _apt "$TMP"; fi
-if ! apt-get download "$PKG"; then
-    echo "download failed; running apt-get update and retrying" >&2
-    apt-get update
-    apt-get download "$PKG"
-fi
-
-DEB="$(ls "$TMP"/${PKG}_*.deb | head -n1)"
-mkdir -p "$TMP/x"
-dpkg -x "$DEB" "$TMP/x"
-
-SRC="$TMP/x/usr/share/doc/$PKG/html"
+SRC="$UNPACKED/usr/share/doc/$PKG/html"
 if [ ! -d "$SRC" ]; then
-    SRC="$(find "$TMP/x" -type f -name index.html -path '*html*' -printf '%h\n' | head -n1)"
+    SRC="$(find "$UNPACKED" -type f -name index.html -path '*html*' -printf '%h\n' | head -n1)"
 fi
 if [ -z "$SRC" ] || [ ! -d "$SRC" ]; then
     echo "could not find the HTML folder inside $DEB" >&2

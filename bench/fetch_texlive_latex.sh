@@ -33,29 +33,11 @@ if [ -d "$DEST" ] && [ -f "$DEST/latex/booktabs/booktabs.pdf" ]; then
     exit 0
 fi
 
-TMP="$(mktemp -d)"
-trap 'rm -rf "$TMP"' EXIT
-cd "$TMP"
+# shellcheck source=bench/debian_package.sh
+. "$HERE/debian_package.sh"
+unpack_debian_package "$PKG" "$WANT"
 
-# apt-get download fetches as the _apt user when run as root; let it write here.
-chmod 755 "$TMP"
-if [ "$(id -u)" = 0 ] && id _apt >/dev/null 2>&1; then chown _apt "$TMP"; fi
-fetch() { apt-get download "$PKG=$WANT" 2>/dev/null || apt-get download "$PKG"; }
-if ! fetch; then
-    echo "download failed; running apt-get update and retrying" >&2
-    apt-get update
-    fetch
-fi
-
-DEB="$(ls "$TMP"/${PKG}_*.deb | head -n1)"
-case "$(basename "$DEB")" in
-    *"_${WANT}_"*) ;;
-    *) echo "warning: got $(basename "$DEB"), the questions were written against $WANT" >&2 ;;
-esac
-mkdir -p "$TMP/x"
-dpkg -x "$DEB" "$TMP/x"
-
-SRC="$TMP/x/usr/share/doc/texlive-doc"
+SRC="$UNPACKED/usr/share/doc/texlive-doc"
 if [ ! -d "$SRC/latex" ]; then
     echo "could not find usr/share/doc/texlive-doc/latex inside $DEB" >&2
     exit 1
