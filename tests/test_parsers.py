@@ -19,6 +19,7 @@ from localrag.parsers import (
     is_probably_binary,
     parse_file,
 )
+from localrag.parsers.running_lines import RunningLineFilter, running_lines
 
 
 def parse(tmp_path: Path, name: str, content: str | bytes) -> ParsedDocument:
@@ -649,3 +650,75 @@ def test_pdf_ligatures_become_letters(tmp_path: Path) -> None:
     doc = parse(tmp_path, "typeset.pdf", path.read_bytes())
     assert "The file floats, effort and office." in doc.text
     assert not any("\ufb00" <= ch <= "\ufb06" for ch in doc.text)
+
+
+class _LetterheadPDF(FPDF):
+    """Every page carries the same header and a numbered footer, as contracts and reports do."""
+
+    def header(self) -> None:
+        self.set_font("helvetica", size=9)
+        self.cell(0, 8, "ACME Corp - Confidential - Master Services Agreement")
+        self.ln(14)
+
+    def footer(self) -> None:
+        self.set_y(-15)
+        self.set_font("helvetica", size=9)
+        self.cell(0, 8, f"Page {self.page_no()} of 5 - Draft 3")
+
+
+def _letterhead_pdf(pages: list[str]) -> bytes:
+    pdf = _LetterheadPDF()
+    pdf.set_font("helvetica", size=12)
+    for text in pages:
+        pdf.add_page()
+        pdf.set_font("helvetica", size=12)
+        pdf.multi_cell(0, 6, text)
+    return bytes(pdf.output())
+
+
+def test_pdf_running_headers_and_footers_are_dropped(tmp_path: Path) -> None:
+    clauses = ["Delivery", "Inspection", "Payment", "Warranty", "Termination"]
+    body = [
+        f"{name}: the parties agree on {name.lower()}.\n\n"
+        f"The buyer inspects each batch within {n * 7} days.\n\nDefects are reported in writing."
+        for n, name in enumerate(clauses, 1)
+    ]
+    body[2] += "\n\nThis clause is Confidential - Master Services Agreement wording."
+    doc = parse(tmp_path, "msa.pdf", _letterhead_pdf(body))
+    # The letterhead and the numbered footer stay on the first page only.
+    assert doc.text.count("ACME Corp") == 1 and block_with(doc, "ACME Corp").page == 1
+    assert doc.text.count("Draft 3") == 1 and "Page 2 of 5" not in doc.text
+    for n, name in enumerate(clauses, 1):  # the body of every page is kept, on its page
+        assert block_with(doc, f"agree on {name.lower()}").page == n
+        assert block_with(doc, f"within {n * 7} days").page == n
+    # The same words inside a page's body are content, not a running line.
+    assert block_with(doc, "This clause is Confidential").page == 3
+    # A line every page ends with is kept once: a repeated line may be content.
+    assert doc.text.count("Defects are reported in writing.") == 2  # page 1, and page 3's body
+
+
+def test_pdf_short_documents_keep_their_first_and_last_lines(tmp_path: Path) -> None:
+    """Two pages that start alike are a coincidence, not a running header."""
+    doc = parse(tmp_path, "memo.pdf", _letterhead_pdf(["First page.", "Second page."]))
+    assert doc.text.count("ACME Corp") == 2 and "Page 2 of 5" in doc.text
+
+
+def test_running_lines_follow_page_numbers_and_need_many_pages() -> None:
+    fruit = ["apples", "pears", "plums", "figs", "limes", "kiwis"]
+    pages = [
+        f"Report 2024 - p. {n + 3}\n{w} grow\ntext\n{w} ripen\n- {n + 1} -"
+        for n, w in enumerate(fruit)
+    ]
+    pages.append("A page with no header\nBody\nmore\nthen\nthe end")
+    running = running_lines(pages)
+    kept = RunningLineFilter(running)
+    assert kept.page(pages[0], 0).startswith("Report 2024 - p. 3\napples")  # first copy stays
+    assert kept.page(pages[1], 1) == "pears grow\ntext\npears ripen"
+    assert kept.page(pages[6], 6) == pages[6]
+    # "- 8 -" on page 8 of the counting is the same footer; "- 2 -" there is not.
+    assert kept.page("x\na\nb\nc\n- 8 -", 7).endswith("c")
+    assert kept.page("x\na\nb\nc\n- 2 -", 7).endswith("- 2 -")
+    # A heading at the top of two pages of seven is not running.
+    pages[0] = "Chapter One\n" + pages[0]
+    pages[1] = "Chapter One\n" + pages[1]
+    assert not any("chapter" in key for key in running_lines(pages))

@@ -12,6 +12,7 @@ from typing import Any
 from localrag.documents import BlockJoiner, ParsedDocument
 from localrag.errors import ParseError, SkipFile
 from localrag.parsers.limits import DEFAULT_MAX_UNPACKED_BYTES, check_blocks, megabytes
+from localrag.parsers.running_lines import RunningLineFilter, running_lines
 
 # pypdf logs every structural quirk it recovers from ("EOF marker not found", "Ignoring wrong
 # pointing object"); failures still raise, and the warnings would flood indexing output.
@@ -262,12 +263,14 @@ def _parse(data: bytes, limit: int) -> ParsedDocument:
     last_error: Exception | None = None
     pages = _Pages(reader, limit)
     chars = 0
+    texts: list[str | None] = []
     for index in range(page_count):
         try:
             text = pages.text(index)
         except Exception as exc:  # One broken page does not lose the rest of the file.
             failed.append(str(index + 1))
             last_error = exc
+            texts.append(None)
             continue
         chars += len(text)
         if chars > limit:
@@ -275,6 +278,14 @@ def _parse(data: bytes, limit: int) -> ParsedDocument:
                 f"PDF unpacks to more than {limit:,} characters of text by page {index + 1} "
                 f"of {page_count}, over the {megabytes(limit)} limit for unpacked content"
             )
+        texts.append(text)
+    # All pages' text is held anyway (the document's text is built whole), so running
+    # headers and footers can be found over the whole document before any is kept.
+    running = RunningLineFilter(running_lines(texts))
+    for index, page_text in enumerate(texts):
+        if page_text is None:
+            continue
+        text = running.page(page_text, index)
         # Sections of this page that start at one of its paragraphs switch there, the rest
         # apply from the top of the page.
         here: list[_Section] = []
