@@ -22,9 +22,9 @@ from localrag.collection import (
     CollectionAnswer,
     answer_collection_question,
     detect_collection_question,
-    display_path,
 )
 from localrag.followups import refers_back
+from localrag.paths import from_root
 from localrag.prompt import (
     ONE_LINE_GRAMMAR,
     Passage,
@@ -337,7 +337,7 @@ class Answerer:
 
     def _passage(self, result: SearchResult) -> Passage:
         chunk = result.chunk
-        path = display_path(result.path, self._roots)
+        path = from_root(result.path, self._roots)
         return Passage(path, result.location, chunk.heading, chunk.text)
 
     def _extractive(

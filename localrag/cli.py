@@ -20,6 +20,8 @@ from rich.text import Text
 
 from localrag import config
 from localrag.errors import DiskFullError, LocalragError
+from localrag.paths import from_here
+from localrag.sizes import format_bytes
 
 if TYPE_CHECKING:
     from localrag.llm import LocalLLM
@@ -108,22 +110,6 @@ def _open_store(db: Path | None, *, read_only: bool) -> Iterator[Any]:
         store.close()
 
 
-def _display_path(path: str) -> str:
-    """Relative to the working folder when inside it, else with ~ for the home folder."""
-    from localrag.paths import printable
-
-    try:
-        shown = os.path.relpath(path) if path.startswith(os.getcwd() + os.sep) else _tilde(path)
-    except ValueError:
-        shown = path
-    return printable(shown)
-
-
-def _tilde(path: str) -> str:
-    home = str(Path.home())
-    return "~" + path[len(home) :] if path.startswith(home + os.sep) else path
-
-
 # -- index ----------------------------------------------------------------------------------------
 
 
@@ -188,7 +174,7 @@ def index(
                 progress.update(task, completed=event.files_done)
                 if event.status == "error" and not quiet:
                     progress.console.print(
-                        f"[yellow]skipped[/] {_display_path(event.path or '')}: {event.detail}"
+                        f"[yellow]skipped[/] {from_here(event.path or '')}: {event.detail}"
                     )
             elif event.kind == "embedded":
                 progress.update(task, chunks=event.chunks_embedded)
@@ -277,7 +263,7 @@ def watch(
 
     settings = _index_settings(max_file_size, chunk_tokens, None, ignore)
     embedder = load_embedder(embedder_name)
-    view = WatchView(console, err_console, _display_path, quiet=quiet, as_json=as_json)
+    view = WatchView(console, err_console, from_here, quiet=quiet, as_json=as_json)
     watcher = Watcher(
         _db_path(db),
         list(paths),
@@ -389,7 +375,7 @@ def search(
     for r in results:
         header = Text()
         header.append(f"{r.rank}. ", style="bold")
-        header.append(_display_path(r.path), style="bold cyan")
+        header.append(from_here(r.path), style="bold cyan")
         header.append(f"  {r.location}", style="green")
         header.append(f"  score {r.score:.4f}", style="dim")
         console.print(header)
@@ -401,7 +387,7 @@ def search(
             body.stylize("bold yellow", start + 3, end + 3)
         console.print(body)
         for other in r.also_in:
-            console.print(Text(f"   also in {_display_path(other)}", style="dim"))
+            console.print(Text(f"   also in {from_here(other)}", style="dim"))
         console.print()
 
 
@@ -507,7 +493,7 @@ def ask(
                             answer,
                             console,
                             err_console,
-                            _display_path,
+                            from_here,
                             verbose=verbose,
                             show_hint=not hinted,
                         )
@@ -823,7 +809,7 @@ def finetune_train(
     quantization = check_quantization(quantization)
     # Beside the models (weights, like them, and outside any git checkout's tracked files).
     run_dir = out_dir or config.models_dir() / "runs" / name
-    err_console.print(f"Run folder: {_display_path(str(run_dir))}")
+    err_console.print(f"Run folder: {from_here(str(run_dir))}")
     choice = choose_backend(settings)
     err_console.print(f"Training with {choice.name} on {choice.device}: {choice.reason}")
     progress = Progress(
@@ -905,8 +891,8 @@ def status(db: Path | None, show_errors: bool, as_json: bool) -> None:
     table = Table.grid(padding=(0, 2))
     table.add_column(style="bold")
     table.add_column()
-    table.add_row("Database", f"{_display_path(str(_db_path(db)))} ({stats.db_bytes / 1e6:.1f} MB)")
-    table.add_row("Folders", "\n".join(_display_path(r) for r in stats.roots) or "none")
+    table.add_row("Database", f"{from_here(str(_db_path(db)))} ({format_bytes(stats.db_bytes)})")
+    table.add_row("Folders", "\n".join(from_here(r) for r in stats.roots) or "none")
     model = stats.model
     table.add_row(
         "Embedder",
@@ -928,7 +914,7 @@ def status(db: Path | None, show_errors: bool, as_json: bool) -> None:
         )
         for path, state, reason in shown:
             colour = "yellow" if state == "error" else "dim"
-            console.print(f"  [{colour}]{state}[/] {_display_path(path)}: {reason}")
+            console.print(f"  [{colour}]{state}[/] {from_here(path)}: {reason}")
         if not show_errors and len(errors) > len(shown):
             console.print(f"  … and {len(errors) - len(shown)} more: `localrag status --errors`")
 
@@ -938,7 +924,13 @@ def status(db: Path | None, show_errors: bool, as_json: bool) -> None:
 
 @cli.group(name="eval")
 def eval_group() -> None:
-    """Measure retrieval and answer quality on labelled questions."""
+    """Measure retrieval and answer quality on labelled questions.
+
+    `retrieval`: hit@k and MRR of search (with --ablate, per stage of hybrid search).
+
+    `answers`: the base and a fine-tuned model, each with and without retrieval, scored
+    against reference answers.
+    """
 
 
 @eval_group.command(name="retrieval")
@@ -1236,7 +1228,7 @@ def import_embedder_cmd(
             folder = download_embedder(dest)
     else:
         folder = import_embedder(source, dest, name, verify=not no_verify)
-    console.print(f"Embedder ready: {_display_path(str(folder))}")
+    console.print(f"Embedder ready: {from_here(str(folder))}")
 
 
 @models.command(name="list")
@@ -1269,7 +1261,7 @@ def models_list(as_json: bool) -> None:
 def _print_language_models(registry: Any, entries: list[Any], default: str | None) -> None:
     if not entries:
         console.print(
-            f"No language models in {_display_path(str(registry.dir))}: run "
+            f"No language models in {from_here(str(registry.dir))}: run "
             "`localrag models pull` (online) or `localrag models import FILE.gguf`."
         )
         return
@@ -1282,7 +1274,7 @@ def _print_language_models(registry: Any, entries: list[Any], default: str | Non
             "*" if e.name == default else "",
             e.name if present else f"{e.name} [red](file missing)[/]",
             e.quantization,
-            _human_bytes(e.size_bytes),
+            format_bytes(e.size_bytes),
             str(e.context_length or "?"),
             _display_source(e.source),
         )
@@ -1310,7 +1302,7 @@ def _print_embedders(embedders: list[dict[str, Any]]) -> None:
     if not embedders:
         root = config.embedders_dir()
         console.print(
-            f"No embedders in {_display_path(str(root))}: run `localrag models import-embedder`."
+            f"No embedders in {from_here(str(root))}: run `localrag models import-embedder`."
         )
         return
     table = Table(title="Embedders")
@@ -1321,16 +1313,9 @@ def _print_embedders(embedders: list[dict[str, Any]]) -> None:
     console.print(table)
 
 
-def _human_bytes(n: int) -> str:
-    for unit, size in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
-        if n >= size:
-            return f"{n / size:.1f} {unit}"
-    return f"{n} B"
-
-
 def _display_source(source: str) -> str:
     kind, _, rest = source.partition(":")
-    return f"import:{_display_path(rest)}" if kind == "import" and rest else source
+    return f"import:{from_here(rest)}" if kind == "import" and rest else source
 
 
 @contextmanager
@@ -1375,11 +1360,11 @@ def models_pull(name: str | None, show_catalog: bool) -> None:
     registry = ModelRegistry()
     with online(), _transfer_bar(target.file.rsplit("/", 1)[-1]) as report:
         result = registry.pull(name, progress=report)
-    where = _display_path(str(result.path))
+    where = from_here(str(result.path))
     if result.already_installed:
         console.print(f"{result.entry.name} is already installed: {where}")
         return
-    resumed = f" (resumed after {_human_bytes(result.resumed_from)})" if result.resumed_from else ""
+    resumed = f" (resumed after {format_bytes(result.resumed_from)})" if result.resumed_from else ""
     console.print(f"Downloaded {result.entry.name} to {where}{resumed}")
     if result.verified_sha256:
         console.print(f"sha256 {result.entry.sha256}: matches the published hash")
@@ -1416,7 +1401,7 @@ def models_import(file: Path, name: str | None, symlink: bool) -> None:
     how = "linked" if symlink else "copied"
     console.print(
         f"Imported {entry.name} ({entry.architecture}, {entry.quantization}, "
-        f"{_human_bytes(entry.size_bytes)}): {how} to {_display_path(str(registry.path_of(entry)))}"
+        f"{format_bytes(entry.size_bytes)}): {how} to {from_here(str(registry.path_of(entry)))}"
     )
     console.print(f"sha256 {entry.sha256}")
     _say_default(registry, entry.name)
@@ -1432,7 +1417,7 @@ def models_remove(name: str, keep_file: bool, yes: bool) -> None:
 
     registry = ModelRegistry()
     entry = registry.get(name)
-    where = _display_path(str(registry.path_of(entry)))
+    where = from_here(str(registry.path_of(entry)))
     owned = not Path(entry.file).is_absolute()  # files outside the folder are never deleted
     action = f"and delete {where}" if owned and not keep_file else f"(keeping {where})"
     if not yes:
@@ -1467,4 +1452,4 @@ def models_default(name: str | None) -> None:
         else:
             console.print("No language models installed: run `localrag models pull`.")
         return
-    console.print(f"{entry.name}  {_display_path(str(registry.path_of(entry)))}")
+    console.print(f"{entry.name}  {from_here(str(registry.path_of(entry)))}")

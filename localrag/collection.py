@@ -2,9 +2,9 @@
 
 "Which files mention X?", "how many documents are about Y?", "what's in folder Z?" and "what
 documents do you have?" cannot be answered by a language model that sees ten passages: the
-answer is a list or a number over the whole index (DESIGN.md §7). This module recognises such
-questions and answers them from the store: full-text matches over every chunk, document
-metadata, and the vector index for documents related by meaning.
+answer is a list or a number over the whole index (docs/ARCHITECTURE.md §11). This module
+recognises such questions and answers them from the store: full-text matches over every chunk,
+document metadata, and the vector index for documents related by meaning.
 
 Detection is deliberately conservative. A question it misses still gets a normal answer from
 retrieved passages; a question it wrongly catches gets a file list instead of an answer.
@@ -25,8 +25,9 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Literal
 
-from localrag.paths import printable
+from localrag.paths import from_root, is_within
 from localrag.retrieval import Retriever, SearchResult, _quoted, query_terms, snippet
+from localrag.sizes import format_bytes
 from localrag.store import (
     ChunkHit,
     DocumentGroup,
@@ -36,7 +37,6 @@ from localrag.store import (
     Store,
     fold_ascii_case,
 )
-from localrag.walker import is_within
 
 QueryKind = Literal["files_mentioning", "count_about", "folder_listing", "overview"]
 MatchRule = Literal["phrase", "words"]
@@ -676,7 +676,7 @@ def _passage_line(row: CollectionRow, roots: list[Root]) -> str:
         detail = f"{_plural(row.passages, 'passage')}, first at {row.location}"
     else:
         detail = _plural(row.passages, "passage")
-    line = f"  {display_path(row.path, roots)} ({detail})"
+    line = f"  {from_root(row.path, roots)} ({detail})"
     return f"{line}: {row.snippet}" if row.snippet else line
 
 
@@ -694,12 +694,12 @@ def _folder_listing(
     if not candidates:
         tops = _top_folders(store, roots)
         lines = [f'No indexed folder matches "{query.subject}". The indexed folders are:']
-        lines += [f"  {display_path(t, roots)}" for t in tops]
+        lines += [f"  {from_root(t, roots)}" for t in tops]
         text = "\n".join(lines)
         return CollectionAnswer(query, text, count=None, matched=False, candidates=tops)
     if len(candidates) > 1:
         lines = [f'Several indexed folders match "{query.subject}"; ask again with one of:']
-        lines += [f"  {display_path(c, roots)}" for c in candidates]
+        lines += [f"  {from_root(c, roots)}" for c in candidates]
         return CollectionAnswer(query, "\n".join(lines), count=None, candidates=candidates)
     folder = candidates[0]
     documents = store.documents_under(folder)
@@ -767,9 +767,9 @@ def _top_folders(store: Store, roots: list[Root]) -> list[str]:
 def _folder_summary(folder: str, documents: list[DocumentInfo], roots: list[Root]) -> str:
     states = _status_counts((d.status, 1) for d in documents)
     chunks = sum(d.chunk_count for d in documents)
-    size = _size(sum(d.size for d in documents))
+    size = format_bytes(sum(d.size for d in documents))
     return (
-        f"Folder {display_path(folder, roots)}: {_plural(len(documents), 'file')} ({states}), "
+        f"Folder {from_root(folder, roots)}: {_plural(len(documents), 'file')} ({states}), "
         f"{_plural(chunks, 'passage')}, {size}."
     )
 
@@ -791,7 +791,9 @@ def _listed_line(row: CollectionRow, folder: str) -> str:
     if row.status != "indexed":
         state = "failed" if row.status == "error" else row.status
         return f"  {name}: {state} ({row.reason or 'no reason recorded'})"
-    return f"  {name}: {row.format}, {_size(row.size or 0)}, {_plural(row.passages, 'passage')}"
+    return (
+        f"  {name}: {row.format}, {format_bytes(row.size or 0)}, {_plural(row.passages, 'passage')}"
+    )
 
 
 # -- overview -----------------------------------------------------------------------------------
@@ -822,7 +824,7 @@ def _overview(
         documents += store.documents_under(root.path, limit - len(documents))
     rows = [_listed_row(d) for d in documents]
     lines.append("Files:")
-    lines += [f"  {display_path(row.path, roots)}" + _row_state(row) for row in rows]
+    lines += [f"  {from_root(row.path, roots)}" + _row_state(row) for row in rows]
     lines += _more_line(total, len(rows))
     if any(g.status != "indexed" for g in groups):
         lines.append("Skipped and failed files, with reasons: `localrag status --errors`.")
@@ -867,28 +869,8 @@ def _status_counts(counted: Iterable[tuple[str, int]]) -> str:
     return ", ".join(parts)
 
 
-def display_path(path: str, roots: list[Root]) -> str:
-    """A path shown from its root's name ("docs/recipes/soup.txt"): short but unambiguous."""
-    for root in roots:
-        if is_within(path, root.path):
-            base = os.path.dirname(root.path.rstrip(os.sep)) or root.path
-            return printable(os.path.relpath(path, base))
-    return printable(path)
-
-
 def _plural(n: int, noun: str) -> str:
     return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
-
-
-def _size(n: int) -> str:
-    if n < 1024:
-        return f"{n} B"
-    value = n / 1024
-    for unit in ("KB", "MB"):
-        if value < 1024:
-            return f"{value:.1f} {unit}"
-        value /= 1024
-    return f"{value:.1f} GB"
 
 
 def _extension(path: str) -> str | None:

@@ -20,9 +20,10 @@ else:  # pragma: no cover - Python 3.10
 
 from localrag.errors import ConfigError
 
-DEFAULT_MAX_FILE_BYTES = 50 * 1024 * 1024
-# What a DOCX may unpack to, and the text a PDF may yield: a 292 KB DOCX can hold 200 MB of XML.
-DEFAULT_MAX_UNPACKED_BYTES = 64 * 1024 * 1024
+# Decimal megabytes, as `--max-file-size` counts and every message shows them (localrag.sizes).
+DEFAULT_MAX_FILE_BYTES = 50_000_000
+# What a DOCX may unpack to, and the text a PDF may yield: a 292 kB DOCX can hold 200 MB of XML.
+DEFAULT_MAX_UNPACKED_BYTES = 64_000_000
 DEFAULT_EMBEDDER = "all-MiniLM-L6-v2"
 
 

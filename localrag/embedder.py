@@ -5,15 +5,15 @@ fastembed reads, and `localrag-embedder.json`, a manifest with the model's name,
 trained sequence length, pooling and sha256 fingerprints. The fingerprint of `model.onnx` is the
 identity the store records, so an index is never queried with vectors from a different model.
 
-Throughput (DESIGN §3): fastembed pads each batch to its longest text and, for MiniLM, truncates
-at 512 tokens although the model was trained on 256. Here the tokenizer truncates at the trained
-length and passages are sorted by token count before batching, so a batch holds texts of similar
-length and little padding is computed; the output is put back in input order.
+Throughput (docs/ARCHITECTURE.md §10): fastembed pads each batch to its longest text and, for
+MiniLM, truncates at 512 tokens although the model was trained on 256. Here the tokenizer
+truncates at the trained length and passages are sorted by token count before batching, so a
+batch holds texts of similar length and little padding is computed; the output is put back in
+input order.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from collections.abc import Iterator, Sequence
@@ -25,6 +25,7 @@ import numpy as np
 
 from localrag import config
 from localrag.errors import EmbedderError
+from localrag.hashing import sha256_file
 
 MANIFEST_FILE = "localrag-embedder.json"
 ONNX_FILE = "model.onnx"
@@ -89,15 +90,6 @@ def _char_batches(texts: Sequence[str], max_chars: int, max_texts: int) -> Itera
         chars += len(text)
     if batch:
         yield batch
-
-
-def sha256_file(path: Path, chunk_size: int = 1 << 20) -> str:
-    """Hex sha256 of a file, read in chunks so a large model never sits in memory twice."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while block := fh.read(chunk_size):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def default_threads() -> int:

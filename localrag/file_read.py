@@ -14,6 +14,7 @@ import stat
 from dataclasses import dataclass
 
 from localrag.errors import SkipFile
+from localrag.sizes import megabytes
 
 _READ_FLAGS = os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOCTTY", 0) | getattr(os, "O_CLOEXEC", 0)
 _PIECE = 8 << 20
@@ -61,12 +62,8 @@ def read_regular_file(path: str, limit: int) -> FileBytes:
 
 def too_big_reason(size: int, limit: int, *, growing: bool = False) -> str:
     if growing:
-        return f"too big (grew past the limit of {_megabytes(limit)} while being read)"
-    return f"too big ({_megabytes(size)} > limit {_megabytes(limit)})"
-
-
-def _megabytes(size: int) -> str:
-    return f"{size / 1_000_000:.1f} MB"
+        return f"too big (grew past the limit of {megabytes(limit)} while being read)"
+    return f"too big ({megabytes(size)} > limit {megabytes(limit)})"
 
 
 def _kind(mode: int) -> str:

@@ -29,8 +29,9 @@ from localrag.embedder import Embedder
 from localrag.errors import ConfigError, ParseError, SkipFile, VectorsGone
 from localrag.file_read import read_regular_file, too_big_reason
 from localrag.parsers import parse_file
+from localrag.paths import is_within
 from localrag.store import DocumentRow, PendingDocument, Root, Store
-from localrag.walker import IGNORE_FILES, FileEntry, RootFilter, WalkProblem, is_within
+from localrag.walker import IGNORE_FILES, FileEntry, RootFilter, WalkProblem
 
 # How many files are read and parsed ahead of the embedder, in a helper thread, and how many
 # bytes of them: prepared passages take a few times their file's size.

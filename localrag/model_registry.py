@@ -3,9 +3,10 @@
 `models.json` in the models folder lists every installed model (name, file, sha256, what its header
 says, where it came from) and which one is the default. It is rewritten whole through a temporary
 file and os.replace, so a crash leaves the old manifest or the new one. Files come from
-`import_file` (a local file: the air-gapped path) or `pull` (Hugging Face, the only code in localrag
-that touches the network). Both check the file with `read_gguf_info` before registering it, so a bad
-file never becomes a model that fails later at load time.
+`import_file` (a local file: the air-gapped path) or `pull` (Hugging Face; with
+`embedder_import.download_embedder`, the only code in localrag that touches the network). Both
+check the file with `read_gguf_info` before registering it, so a bad file never becomes a model
+that fails later at load time.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from typing import Any, Literal
 from localrag import config
 from localrag.errors import ModelError
 from localrag.gguf_info import GGUFInfo, read_gguf_info
+from localrag.hashing import sha256_file
 from localrag.private_files import make_private_dir, write_private_text
 
 MANIFEST_FILE = "models.json"
@@ -280,7 +282,7 @@ class ModelRegistry:
         in_place = _same_file(src.parent, self.dir)
         dest = src if in_place else self.dir / f"{name}.gguf"
         if in_place:
-            sha = _sha256_file(src, progress)
+            sha = sha256_file(src, progress)
         elif dest.exists() or dest.is_symlink():
             raise ModelError(f"{dest} already exists and is not registered; move it away first")
         else:
@@ -355,7 +357,7 @@ class ModelRegistry:
         if mode not in ("copy", "symlink", "move"):
             raise ValueError(f"unknown import mode {mode!r}")
         if mode == "symlink":
-            sha = _sha256_file(src, progress)
+            sha = sha256_file(src, progress)
             try:
                 dest.symlink_to(src.resolve())
             except OSError as exc:
@@ -369,7 +371,7 @@ class ModelRegistry:
             except OSError:
                 pass  # another filesystem: copy, then delete the original
             else:
-                return _sha256_file(dest, progress)
+                return sha256_file(dest, progress)
         sha = _copy_hashing(src, dest, progress)
         if mode == "move":
             src.unlink()
@@ -532,19 +534,6 @@ def _locked(lock_path: Path) -> Iterator[None]:
 # -- files -----------------------------------------------------------------------------------------
 
 
-def _sha256_file(path: Path, progress: Progress | None = None, hasher: Any = None) -> str:
-    h = hasher or hashlib.sha256()
-    total = path.stat().st_size
-    done = 0
-    with open(path, "rb") as f:
-        while chunk := f.read(_CHUNK):
-            h.update(chunk)
-            done += len(chunk)
-            if progress:
-                progress(done, total)
-    return str(h.hexdigest())
-
-
 def _undo_place(src: Path, dest: Path, mode: ImportMode) -> None:
     """Take back a placed file when registering it failed; a moved file goes back home."""
     with contextlib.suppress(OSError):
@@ -671,7 +660,7 @@ class _Downloader:
         have = self.part.stat().st_size if self.part.is_file() else 0
         hasher = hashlib.sha256()
         if have:
-            _sha256_file(self.part, hasher=hasher)  # carry on the hash of what is there
+            sha256_file(self.part, hasher=hasher)  # carry on the hash of what is there
         redirects = _RedirectLog()
         response = self._open(redirects, have)
         if response is None:  # 416: the .part is no prefix of this file

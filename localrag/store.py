@@ -4,7 +4,8 @@ One file holds everything: documents, chunks, an FTS5 index over chunk text, and
 Vectors are stored once per distinct passage text (`embeddings`, keyed by the text's hash),
 so an edited file re-embeds only what changed and a renamed or copied file re-embeds nothing.
 Each embedding is kept as float32 for exact scoring and as a 1-bit-per-dimension `vec0` index
-for fast candidate search (DESIGN.md §2: 5× faster than float KNN at 100k, then rescored).
+for fast candidate search (docs/ARCHITECTURE.md §9: 5× faster than float KNN at 100k, then
+rescored).
 
 WAL mode: one writer (the indexer), any number of readers that see committed files only.
 
@@ -33,18 +34,18 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import sqlean as sqlite3  # stdlib sqlite3 often cannot load extensions (DESIGN.md §2)
+import sqlean as sqlite3  # stdlib sqlite3 often cannot load extensions (docs/ARCHITECTURE.md §8)
 import sqlite_vec
 
 from localrag.documents import Chunk
 from localrag.errors import DatabaseGone, DiskFullError, ModelMismatchError, StoreError, VectorsGone
+from localrag.paths import is_within
 from localrag.private_files import (
     PRIVATE_FILE_MODE,
     create_private_file,
     make_private_dir,
     tighten,
 )
-from localrag.walker import is_within
 
 if TYPE_CHECKING:  # sqlean mirrors the stdlib API; type-check against the stdlib's stubs
     from sqlite3 import Connection

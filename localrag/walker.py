@@ -240,11 +240,6 @@ def database_files(db_path: Path | str) -> frozenset[str]:
     return frozenset(names)
 
 
-def is_within(path: str, folder: str) -> bool:
-    """`path` is `folder` or below it (plain string test: both absolute, same spelling)."""
-    return path == folder or path.startswith(folder.rstrip(os.sep) + os.sep)
-
-
 def _link_reason(exc: OSError) -> str:
     if exc.errno == errno.ELOOP:
         return "symlink loop"

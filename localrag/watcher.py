@@ -46,9 +46,9 @@ from localrag.config import IndexSettings
 from localrag.embedder import Embedder
 from localrag.errors import ConfigError, DiskFullError
 from localrag.indexer import Indexer, IndexEvent, IndexReport
-from localrag.paths import printable
+from localrag.paths import is_within, printable
 from localrag.store import Store
-from localrag.walker import database_files, is_excluded_name, is_within
+from localrag.walker import database_files, is_excluded_name
 
 if TYPE_CHECKING:
     from watchdog.observers.api import BaseObserver

@@ -359,7 +359,8 @@ def test_quantized_model_loads_and_generates(
     quant: str, repack: str, tiny_gguf: dict[str, Path]
 ) -> None:
     """Without repacking, and with what users get by default ("auto": off on AMX CPUs, where
-    llama.cpp's repacked kernels crash, DESIGN.md §4), quantized files generate on this CPU."""
+    llama.cpp's repacked kernels crash, docs/ARCHITECTURE.md §12), quantized files generate on
+    this CPU."""
     path = tiny_gguf[quant]
     reader = gguf.GGUFReader(str(path))
     types = {t.name: t.tensor_type.name for t in reader.tensors}

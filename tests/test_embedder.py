@@ -16,7 +16,6 @@ from localrag.embedder import (
     Embedder,
     FastEmbedder,
     load_embedder,
-    sha256_file,
 )
 from localrag.embedder_import import (
     KNOWN_MODELS,
@@ -27,6 +26,7 @@ from localrag.embedder_import import (
     import_embedder,
 )
 from localrag.errors import EmbedderError
+from localrag.hashing import sha256_file
 from tests.helpers_embedder import block_network, link_model_copy
 
 MINILM_SHA = "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db"

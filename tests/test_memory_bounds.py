@@ -32,7 +32,7 @@ from tests.helpers_memory import measure
 from tests.helpers_tokenizer import MiniLMCounter
 from tests.test_chunking import check, doc_of
 
-MB = 1024 * 1024
+MB = 1024 * 1024  # the bombs are sized in binary megabytes (MiB)
 # The child's whole RSS (model and imports included) past which it is stopped.
 CHILD_CAP_MB = 2500
 
@@ -268,7 +268,7 @@ def test_a_file_with_too_many_blocks_is_skipped(
 
 
 def test_indexing_records_the_bomb_and_indexes_the_rest(tmp_path: Path, embedder) -> None:
-    assert IndexSettings().max_unpacked_bytes == DEFAULT_MAX_UNPACKED_BYTES == 64 * MB
+    assert IndexSettings().max_unpacked_bytes == DEFAULT_MAX_UNPACKED_BYTES == 64_000_000
     folder = tmp_path / "docs"
     folder.mkdir()
     bombs.docx_bomb(folder / "bomb.docx", 100 * MB)

@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import sqlean as sqlite3  # one SQLite library per process (DESIGN.md §2)
+import sqlean as sqlite3  # one SQLite library per process (docs/ARCHITECTURE.md §8)
 
 from localrag.errors import DatabaseGone, StoreError
 from localrag.indexer import Indexer

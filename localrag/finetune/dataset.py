@@ -32,9 +32,9 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from localrag.collection import display_path
-from localrag.embedder import sha256_file
 from localrag.errors import ConfigError, LocalragError
+from localrag.hashing import sha256_file
+from localrag.paths import from_root
 from localrag.prompt import SYSTEM_PROMPT, Passage, source_block, sources_turn
 from localrag.reasoning import ANSWER_MARK, BEGIN_QUOTE, END_QUOTE, REASON_MARK
 from localrag.retrieval import Retriever, SearchResult
@@ -428,7 +428,7 @@ class _Context:
     def passage(self, hit: ChunkHit) -> Passage:
         """The passage as `ask` shows it: path from its folder's name, location, heading."""
         location = SearchResult(rank=0, score=0.0, chunk=hit).location
-        return Passage(display_path(hit.path, self.roots), location, hit.heading, hit.text)
+        return Passage(from_root(hit.path, self.roots), location, hit.heading, hit.text)
 
 
 def build_dataset(

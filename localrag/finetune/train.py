@@ -27,7 +27,6 @@ from typing import Any
 
 import numpy as np
 
-from localrag.embedder import sha256_file
 from localrag.errors import LocalragError
 from localrag.finetune.backends import (
     BackendChoice,
@@ -49,6 +48,7 @@ from localrag.finetune.sft_data import (
     build_training_set,
     read_chat_examples,
 )
+from localrag.hashing import sha256_file
 
 TRAINING_JSON = "training.json"
 ADAPTER_DIR = "adapter"

@@ -13,9 +13,9 @@ from localrag.errors import ParseError, SkipFile
 from localrag.parsers.limits import (
     DEFAULT_MAX_UNPACKED_BYTES,
     check_blocks,
-    megabytes,
     over_limit,
 )
+from localrag.sizes import megabytes
 
 _HEADING_STYLE = re.compile(r"^heading\s*(\d)$", re.I)
 _OLE2 = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"

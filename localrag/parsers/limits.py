@@ -9,18 +9,14 @@ from __future__ import annotations
 
 from localrag.config import DEFAULT_MAX_UNPACKED_BYTES
 from localrag.errors import SkipFile
+from localrag.sizes import megabytes
 
-__all__ = ["DEFAULT_MAX_UNPACKED_BYTES", "MAX_BLOCKS", "check_blocks", "megabytes", "over_limit"]
+__all__ = ["DEFAULT_MAX_UNPACKED_BYTES", "MAX_BLOCKS", "check_blocks", "over_limit"]
 
 # Every block costs ~900 bytes from parsing to its chunk (objects, copies of its text), so a
 # 48 MB file of one-line paragraphs under headings would need gigabytes; a real document has
 # ~200+ characters a block, under 250k blocks at the size limit.
 MAX_BLOCKS = 500_000
-
-
-def megabytes(size: int) -> str:
-    """Sizes as the indexer's other reasons write them ("52.4 MB")."""
-    return f"{size / 1_000_000:.1f} MB"
 
 
 def check_blocks(count: int) -> None:

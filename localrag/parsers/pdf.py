@@ -11,8 +11,9 @@ from typing import Any
 
 from localrag.documents import BlockJoiner, ParsedDocument
 from localrag.errors import ParseError, SkipFile
-from localrag.parsers.limits import DEFAULT_MAX_UNPACKED_BYTES, check_blocks, megabytes
+from localrag.parsers.limits import DEFAULT_MAX_UNPACKED_BYTES, check_blocks
 from localrag.parsers.running_lines import RunningLineFilter, running_lines
+from localrag.sizes import megabytes
 
 # pypdf logs every structural quirk it recovers from ("EOF marker not found", "Ignoring wrong
 # pointing object"); failures still raise, and the warnings would flood indexing output.

@@ -14,15 +14,13 @@ from textual.screen import ModalScreen
 from textual.widgets import Label, OptionList
 from textual.widgets.option_list import Option
 
+from localrag.sizes import format_bytes
+
 if TYPE_CHECKING:
     from localrag.conversations import ConversationSummary
     from localrag.model_registry import ModelEntry
 
 NO_MODEL = "__no_model__"
-
-
-def _size(size_bytes: int) -> str:
-    return f"{size_bytes / 1e9:.1f} GB" if size_bytes >= 1e8 else f"{size_bytes / 1e6:.0f} MB"
 
 
 class ModelScreen(ModalScreen[str | None]):
@@ -41,7 +39,9 @@ class ModelScreen(ModalScreen[str | None]):
             options = []
             for entry in self.entries:
                 line = Text(entry.name, style="bold" if entry.name == self.current else "")
-                line.append(f"  {entry.quantization} · {_size(entry.size_bytes)}", style="dim")
+                line.append(
+                    f"  {entry.quantization} · {format_bytes(entry.size_bytes)}", style="dim"
+                )
                 if entry.name == self.current:
                     line.append("  (in use)", style="dim")
                 options.append(Option(line, id=entry.name))
