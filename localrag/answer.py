@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Generator, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from localrag.citations import CitationFilter
 from localrag.collection import (
@@ -71,6 +71,17 @@ class AnswerSettings:
     history_turns: int = 4  # earlier turns given to the model (oldest dropped first)
     rewrite_followups: bool = True  # ask the model to make follow-ups standalone
     extractive_passages: int = 3
+
+    @classmethod
+    def from_config(cls, **overrides: Any) -> AnswerSettings:
+        """The defaults, then config.toml `[answer]`, then `overrides` (None: not given)."""
+        from localrag.config import apply_settings, read_config_section
+
+        settings = cls()
+        apply_settings(settings, read_config_section("answer"), "config.toml [answer]")
+        given = {k: v for k, v in overrides.items() if v is not None}
+        apply_settings(settings, given, "answer settings")
+        return settings
 
 
 @dataclass(frozen=True)

@@ -25,6 +25,7 @@ from localrag.errors import ConfigError, ModelError
 from localrag.reasoning import final_answer
 
 if TYPE_CHECKING:
+    from localrag.answer import AnswerSettings
     from localrag.embedder import Embedder
     from localrag.llm import LocalLLM
     from localrag.store import Store
@@ -157,12 +158,20 @@ def evaluate_answers(
     *,
     max_tokens: int = 256,  # room for RAFT reasoning before the answer
     progress: Progress | None = None,
+    settings: AnswerSettings | None = None,
 ) -> list[ModeScores]:
     """Each model without and with retrieval, on the same questions, in a fixed order."""
     rows: list[ModeScores] = []
     for label, llm in models.items():
         rows += evaluate_model(
-            label, llm, questions, store, embedder, max_tokens=max_tokens, progress=progress
+            label,
+            llm,
+            questions,
+            store,
+            embedder,
+            max_tokens=max_tokens,
+            progress=progress,
+            settings=settings,
         )
     return rows
 
@@ -176,14 +185,16 @@ def evaluate_model(
     *,
     max_tokens: int = 256,  # room for RAFT reasoning before the answer
     progress: Progress | None = None,
+    settings: AnswerSettings | None = None,
 ) -> list[ModeScores]:
-    """One model's two rows: closed book, then with localrag's retrieval."""
+    """One model's two rows: closed book, then with localrag's retrieval, answering as `ask`
+    does with these settings (the CLI passes the user's `[answer]` settings)."""
     from localrag.answer import Answerer
 
     rows: list[ModeScores] = []
     for with_rag in (False, True):
         row = ModeScores(f"{label} + RAG" if with_rag else label)
-        answerer = Answerer(store, embedder, llm) if with_rag else None
+        answerer = Answerer(store, embedder, llm, settings) if with_rag else None
         precisions: list[float] = []
         started = time.perf_counter()
         for index, item in enumerate(questions):

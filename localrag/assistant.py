@@ -95,13 +95,11 @@ class Assistant:
     def open(self) -> None:
         """Open (or create) the database and load the embedder: the slow part of starting."""
         from localrag.answer import AnswerSettings
-        from localrag.config import apply_settings, read_config_section
         from localrag.embedder import load_embedder
         from localrag.store import Store
 
         if self._settings is None:
-            self._settings = AnswerSettings()
-            apply_settings(self._settings, read_config_section("answer"), "config.toml [answer]")
+            self._settings = AnswerSettings.from_config()
         self._store = Store.open(self.db_path)
         self._reader = Store.open(self.db_path)
         if self.embedder is None:
@@ -297,7 +295,7 @@ class Assistant:
 
 def _model_label(name: str | None, llm: LocalLLM) -> str:
     """The registered name when there is one, else the file's name."""
-    from localrag.model_registry import ModelRegistry
+    from localrag.models.registry import ModelRegistry
 
     registry = ModelRegistry()
     if name and registry.find(name) is not None:

@@ -1,6 +1,6 @@
 """Text → vectors with fastembed, loaded only from a local folder so nothing is downloaded.
 
-A model folder (made by `localrag.embedder_import`) holds `model.onnx`, the tokenizer files
+A model folder (made by `localrag.models.embedder_import`) holds `model.onnx`, the tokenizer files
 fastembed reads, and `localrag-embedder.json`, a manifest with the model's name, dimension,
 trained sequence length, pooling and sha256 fingerprints. The fingerprint of `model.onnx` is the
 identity the store records, so an index is never queried with vectors from a different model.

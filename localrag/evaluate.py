@@ -32,7 +32,7 @@ class Question:
 
 @dataclass
 class RetrievalScores:
-    mode: str
+    mode: Mode
     questions: int
     hits_at: dict[int, float]
     mrr: float

@@ -20,10 +20,11 @@ from collections.abc import Callable, Generator, Iterable, Sequence
 from contextlib import closing
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 
-from localrag.chunking import chunk_document
+from localrag.chunking import MIN_MAX_TOKENS, chunk_document
 from localrag.config import IndexSettings
 from localrag.embedder import Embedder
 from localrag.errors import ConfigError, ParseError, SkipFile, VectorsGone
@@ -39,13 +40,19 @@ _PREFETCH = 8
 _PREFETCH_BYTES = 32 * 1024 * 1024
 
 
+EventKind = Literal["scanned", "file", "embedded", "deleted", "done"]
+# What became of one file; "vanished": it was deleted while being read.
+FileStatus = Literal["added", "updated", "unchanged", "moved", "skipped", "error", "vanished"]
+NotIndexed = Literal["skipped", "error"]
+
+
 @dataclass(frozen=True)
 class IndexEvent:
     """Progress for whoever shows it (CLI progress bar, TUI status bar, watcher)."""
 
-    kind: str  # "scanned" | "file" | "embedded" | "deleted" | "done"
+    kind: EventKind
     path: str | None = None
-    status: str | None = None  # for "file": added, updated, unchanged, moved, skipped, error
+    status: FileStatus | None = None  # for "file"
     detail: str | None = None
     files_total: int = 0
     files_done: int = 0
@@ -92,7 +99,7 @@ class _Prepared:
     existing: DocumentRow | None
     hash: str | None = None
     pending: PendingDocument | None = None
-    status: str | None = None  # "skipped" | "error" when there is nothing to embed
+    status: NotIndexed | None = None  # when there is nothing to embed
     reason: str | None = None
     vanished: bool = False
 
@@ -123,8 +130,13 @@ class Indexer:
         identity = embedder.identity
         store.bind_embedder(identity.name, identity.dim, identity.fingerprint)
         limit = embedder.max_tokens
-        wanted = self.settings.chunk_tokens or limit
-        self.chunk_tokens = min(wanted, limit)
+        wanted = self.settings.chunk_tokens
+        if wanted is not None and wanted < MIN_MAX_TOKENS:
+            raise ConfigError(
+                f"chunk_tokens must be at least {MIN_MAX_TOKENS} (passage size in embedder "
+                f"tokens; the embedder takes up to {limit}), not {wanted}"
+            )
+        self.chunk_tokens = min(wanted or limit, limit)
 
     # -- public -------------------------------------------------------------------------------
 
@@ -461,7 +473,7 @@ class Indexer:
         batch.texts.clear()
         batch.documents.clear()
 
-    def _file_done(self, path: str, status: str, detail: str | None = None) -> None:
+    def _file_done(self, path: str, status: FileStatus, detail: str | None = None) -> None:
         self._done += 1
         self.on_event(
             IndexEvent(
@@ -478,7 +490,9 @@ class Indexer:
 @dataclass
 class _EmbedBatch:
     texts: dict[str, str] = field(default_factory=dict)  # text hash → text to embed
-    documents: list[tuple[PendingDocument, str]] = field(default_factory=list)
+    documents: list[tuple[PendingDocument, Literal["added", "updated"]]] = field(
+        default_factory=list
+    )
     moved_from: set[str] = field(default_factory=set)
 
     @property

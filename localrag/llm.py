@@ -28,7 +28,7 @@ from localrag.errors import ConfigError, ModelError
 if TYPE_CHECKING:
     from llama_cpp import Llama
 
-    from localrag.gguf_info import GGUFInfo
+    from localrag.models.gguf_info import GGUFInfo
 
 # Used when a GGUF carries no chat template: ChatML is what most small instruct models speak.
 FALLBACK_CHAT_TEMPLATE = (
@@ -176,7 +176,7 @@ class LocalLLM:
     @classmethod
     def load(cls, path: Path | str, settings: LLMSettings | None = None) -> LocalLLM:
         """Load a GGUF file, checking it first so a bad file gives an error naming it."""
-        from localrag.gguf_info import read_gguf_info
+        from localrag.models.gguf_info import read_gguf_info
 
         settings = settings or LLMSettings()
         path = Path(path)
@@ -357,7 +357,7 @@ class LocalLLM:
 
 def load_llm(name_or_path: str | None = None, **overrides: Any) -> LocalLLM | None:
     """The model the user asked for (or the default), loaded; None when none is installed."""
-    from localrag.model_registry import resolve_model
+    from localrag.models.registry import resolve_model
 
     path = resolve_model(name_or_path)
     if path is None:

@@ -17,7 +17,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from localrag.errors import ModelError
-from localrag.gguf_convert import OUTTYPES, convert, quant_ftype, quantize
+from localrag.models.gguf_convert import OUTTYPES, convert, quant_ftype, quantize
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from localrag.embedder_import import import_embedder
+from localrag.models.embedder_import import import_embedder
 
 
 @contextlib.contextmanager

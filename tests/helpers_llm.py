@@ -18,8 +18,8 @@ import numpy as np
 from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, processors, trainers
 from tokenizers import normalizers as tk_normalizers
 
-from localrag.gguf_convert import LLAMA3_SPLIT, QWEN2_SPLIT, convert, quantize
 from localrag.llm import LocalLLM
+from localrag.models.gguf_convert import LLAMA3_SPLIT, QWEN2_SPLIT, convert, quantize
 
 TRAINING_TEXT = """\
 Tomatoes need at least six hours of direct sun every day. Water them deeply twice a week

@@ -293,7 +293,7 @@ def test_ask_shows_the_reasoning_only_when_asked(store, embedder, tiny_llm) -> N
 
     from rich.console import Console
 
-    from localrag.ask_view import answer_json, print_answer
+    from localrag.cli.ask_view import answer_json, print_answer
 
     reply = (
         "##Reason: source [1] says ##begin_quote##twenty weeks##end_quote##\n"
@@ -382,3 +382,19 @@ def test_with_a_model_a_new_topic_is_not_rewritten_and_a_follow_up_is(
     assert third.read() == "Semicolons [1]."
     assert third.search_query == "Which separator do accounting CSV files use?"
     assert _top_file(third) == "spreadsheets.md"
+
+
+def test_answer_settings_come_from_config_toml(monkeypatch, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """`ask`, the TUI and `eval answers` all answer with the user's `[answer]` settings."""
+    from localrag.answer import AnswerSettings
+    from localrag.errors import ConfigError
+
+    config = tmp_path / "config.toml"
+    config.write_text("[answer]\ncandidates = 3\nextractive_passages = 1\n")
+    monkeypatch.setenv("LOCALRAG_CONFIG", str(config))
+    settings = AnswerSettings.from_config(candidates=5, history_turns=None)
+    assert (settings.candidates, settings.extractive_passages) == (5, 1)
+    assert settings.history_turns == AnswerSettings().history_turns  # None: not given
+    config.write_text("[answer]\npassages = 2\n")
+    with pytest.raises(ConfigError, match="unknown setting 'passages'"):
+        AnswerSettings.from_config()

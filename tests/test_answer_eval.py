@@ -29,7 +29,7 @@ from localrag.cli import cli
 from localrag.errors import ConfigError, ModelError
 from localrag.indexer import Indexer
 from localrag.llm import LLMSettings, LocalLLM
-from localrag.model_registry import ModelRegistry
+from localrag.models.registry import ModelRegistry
 from localrag.store import Store
 from tests.handbook import write_handbook
 from tests.helpers_llm import ScriptedLLM

@@ -9,7 +9,7 @@ import pytest
 from localrag.assistant import Assistant
 from localrag.errors import ConfigError, ModelError
 from localrag.indexer import Indexer
-from localrag.model_registry import ModelRegistry
+from localrag.models.registry import ModelRegistry
 from localrag.store import Store
 from tests.handbook import write_handbook
 from tests.tui_helpers import scripted_loader

@@ -215,3 +215,22 @@ def test_models_list_shows_the_imported_embedder(models_env):
     code, out = run("models", "list")
     assert code == 0
     assert "all-MiniLM-L6-v2" in out and "384" in out
+
+
+def test_search_mode_choices_are_the_retrievers_modes() -> None:
+    """The options spell the modes out (no retrieval import at start-up): they must agree."""
+    from typing import get_args
+
+    from localrag.cli.base import SEARCH_MODES
+    from localrag.retrieval import Mode
+
+    assert get_args(Mode) == SEARCH_MODES
+
+
+def test_a_passage_size_too_small_is_refused_by_the_option(tmp_path: Path) -> None:
+    result = CliRunner().invoke(
+        cli, ["index", str(tmp_path), "--db", str(tmp_path / "i.db"), "--chunk-tokens", "4"]
+    )
+    assert result.exit_code == 2
+    assert "--chunk-tokens" in result.output and ">=8" in result.output
+    assert not (tmp_path / "i.db").exists()

@@ -15,9 +15,9 @@ from typing import Any
 import numpy as np
 import pytest
 
-from localrag import gguf_convert
 from localrag.errors import ModelError
-from localrag.gguf_convert import Family, convert, quantize
+from localrag.models import gguf_convert
+from localrag.models.gguf_convert import Family, convert, quantize
 from tests.helpers_llm import (
     CHATML_TEMPLATE,
     USER_DEFINED,

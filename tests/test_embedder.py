@@ -17,7 +17,9 @@ from localrag.embedder import (
     FastEmbedder,
     load_embedder,
 )
-from localrag.embedder_import import (
+from localrag.errors import EmbedderError
+from localrag.hashing import sha256_file
+from localrag.models.embedder_import import (
     KNOWN_MODELS,
     MINILM,
     PARITY_SENTENCES,
@@ -25,8 +27,6 @@ from localrag.embedder_import import (
     gt_package_model_dir,
     import_embedder,
 )
-from localrag.errors import EmbedderError
-from localrag.hashing import sha256_file
 from tests.helpers_embedder import block_network, link_model_copy
 
 MINILM_SHA = "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db"

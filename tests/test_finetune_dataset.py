@@ -38,7 +38,7 @@ from localrag.finetune.dataset import (
 )
 from localrag.indexer import Indexer
 from localrag.llm import LLMSettings, LocalLLM
-from localrag.model_registry import ModelRegistry
+from localrag.models.registry import ModelRegistry
 from localrag.prompt import SYSTEM_PROMPT, Passage, pack_prompt
 from localrag.reasoning import BEGIN_QUOTE, END_QUOTE, final_answer
 from localrag.retrieval import Retriever

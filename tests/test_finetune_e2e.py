@@ -14,7 +14,7 @@ from localrag.cli import cli
 from localrag.finetune.dataset import DatasetSettings, build_dataset, sample_passages
 from localrag.indexer import Indexer
 from localrag.llm import LLMSettings, LocalLLM, load_llm
-from localrag.model_registry import ModelRegistry
+from localrag.models.registry import ModelRegistry
 from localrag.store import Store
 from tests.handbook import write_handbook
 from tests.helpers_llm import ScriptedLLM

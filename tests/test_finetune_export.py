@@ -9,7 +9,7 @@ import pytest
 from localrag.errors import ModelError
 from localrag.finetune.export import export_model
 from localrag.llm import load_llm
-from localrag.model_registry import ModelRegistry
+from localrag.models.registry import ModelRegistry
 
 LINEAGE = {
     "base_model": "/models/hf/tiny-base",

@@ -18,12 +18,12 @@ from localrag.errors import LocalragError
 from localrag.finetune import backends
 from localrag.finetune.backends import choose_backend
 from localrag.finetune.merge import merge_adapter
+from localrag.finetune.settings import TrainSettings
 from localrag.finetune.sft_data import IGNORE, build_training_set, tokenize_chat
 from localrag.finetune.train import (
     TRAINING_JSON,
     TrainProgress,
     TrainResult,
-    TrainSettings,
     checkpoint_steps,
     finished_run,
     hash_base_model,
@@ -337,7 +337,7 @@ def test_merged_model_matches_base_plus_adapter(
 def test_float16_merge_converts_to_gguf_and_llama_cpp_agrees(
     trained: Trained, tiny_llm_dir: Path, tmp_path: Path
 ) -> None:
-    from localrag.gguf_convert import convert
+    from localrag.models.gguf_convert import convert
 
     llama_cpp = pytest.importorskip("llama_cpp")
     merged_dir = merge_adapter(tiny_llm_dir, trained.result.adapter_dir, tmp_path / "m16")
@@ -537,7 +537,8 @@ def test_unsloth_is_imported_before_transformers_and_peft(
         f"import sys; sys.path.insert(0, {str(tmp_path / 'site')!r})\n"
         "from localrag.errors import LocalragError\n"
         "from localrag.finetune.backends import BackendChoice\n"
-        "from localrag.finetune.train import TrainSettings, train_lora\n"
+        "from localrag.finetune.settings import TrainSettings\n"
+        "from localrag.finetune.train import train_lora\n"
         "try:\n"
         f"    train_lora({str(tiny_llm_dir)!r}, {str(dataset_dir)!r}, {str(tmp_path / 'out')!r},\n"
         "               TrainSettings(max_steps=1), choice=BackendChoice('unsloth', 'cuda', ''))\n"
@@ -563,7 +564,7 @@ def test_the_finetune_modules_import_without_torch() -> None:
         "for name in ('torch', 'transformers', 'peft'): sys.modules[name] = None\n"
         "import localrag.finetune.train, localrag.finetune.merge, localrag.finetune.backends\n"
         "from localrag.errors import LocalragError\n"
-        "from localrag.finetune.train import TrainSettings\n"
+        "from localrag.finetune.settings import TrainSettings\n"
         "from localrag.finetune.backends import choose_backend\n"
         "try:\n"
         "    choose_backend(TrainSettings())\n"
@@ -603,7 +604,7 @@ def test_runs_live_beside_the_models_and_a_failed_export_can_be_resumed(
     tiny_llm_dir: Path, dataset_dir: Path
 ) -> None:
     from localrag.config import models_dir
-    from localrag.model_registry import ModelRegistry
+    from localrag.models.registry import ModelRegistry
 
     args = [str(tiny_llm_dir), str(dataset_dir), "--name", "mine", "--steps", "2", "--threads", "1"]
     first = _train_cli(*args)

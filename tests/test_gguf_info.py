@@ -11,7 +11,7 @@ import gguf
 import pytest
 
 from localrag.errors import ModelError
-from localrag.gguf_info import ArrayInfo, read_gguf_info
+from localrag.models.gguf_info import ArrayInfo, read_gguf_info
 from tests.helpers_gguf import TEMPLATE, write_gguf
 
 

@@ -482,3 +482,12 @@ def test_files_are_prepared_ahead_up_to_a_count_and_a_byte_budget(size: int, mos
     with lock:
         assert len(prepared) == most + 1
     assert list(results) == [f"/f{i}" for i in range(1, 20)]  # in order, none lost
+
+
+def test_a_passage_size_too_small_to_chunk_is_refused_before_indexing(tmp_path, store, embedder):
+    with pytest.raises(ConfigError, match="chunk_tokens must be at least 8"):
+        Indexer(store, embedder, IndexSettings(chunk_tokens=4))
+    small = Indexer(store, embedder, IndexSettings(chunk_tokens=8))
+    assert small.chunk_tokens == 8
+    huge = Indexer(store, embedder, IndexSettings(chunk_tokens=100_000))
+    assert huge.chunk_tokens == embedder.max_tokens  # never past what the embedder takes

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from localrag.errors import ModelError
-from localrag.model_registry import (
+from localrag.models.registry import (
     CATALOG,
     RECOMMENDED,
     ModelEntry,

@@ -11,7 +11,7 @@ import pytest
 from click.testing import CliRunner, Result
 
 from localrag.cli import cli
-from localrag.model_registry import ModelRegistry
+from localrag.models.registry import ModelRegistry
 from tests.helpers_gguf import write_gguf
 from tests.hub_server import Hub, serve_hub
 
@@ -134,3 +134,22 @@ def test_pull_without_published_hash_says_unchecked(models: Path, src: Path, hub
     result = run("pull", "hf:o/r/m.gguf")
     assert result.exit_code == 0, result.output
     assert "not checked" in result.output
+
+
+def test_list_shows_an_unreadable_embedder_without_failing(models: Path) -> None:
+    good = models / "embedders" / "mini"
+    broken = models / "embedders" / "broken"
+    good.mkdir(parents=True)
+    broken.mkdir(parents=True)
+    manifest = {"name": "all-MiniLM-L6-v2", "dim": 384, "max_seq_length": 256}
+    manifest |= {"pooling": "mean", "onnx_sha256": "0" * 64, "source": "test"}
+    (good / "localrag-embedder.json").write_text(json.dumps(manifest))
+    (broken / "localrag-embedder.json").write_text("{half a manifest")
+
+    result = run("list")
+    assert result.exit_code == 0, result.output
+    assert "all-MiniLM-L6-v2" in result.output and "384" in result.output
+    assert "broken (unusable)" in result.output and "Cannot read" in result.output
+    listed = {e["name"]: e for e in json.loads(run("list", "--json").output)["embedders"]}
+    assert listed["mini"]["dim"] == 384 and listed["mini"]["problem"] is None
+    assert "Cannot read" in listed["broken"]["problem"]

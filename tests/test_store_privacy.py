@@ -77,7 +77,7 @@ def test_a_world_readable_database_from_an_earlier_version_is_tightened(tmp_path
 
 @pytest.mark.usefixtures("loose_umask")
 def test_models_manifest_is_private(tmp_path: Path, tiny_gguf: dict[str, Path]) -> None:
-    from localrag.model_registry import ModelRegistry
+    from localrag.models.registry import ModelRegistry
 
     registry = ModelRegistry(tmp_path / "models")
     registry.import_file(tiny_gguf["q8_0"], name="tiny")

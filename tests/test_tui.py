@@ -380,7 +380,7 @@ def test_a_missing_embedding_model_is_explained(tmp_path: Path) -> None:
 
 
 def test_switching_models_from_the_picker(handbook, embedder, tiny_gguf) -> None:  # type: ignore[no-untyped-def]
-    from localrag.model_registry import ModelRegistry
+    from localrag.models.registry import ModelRegistry
     from localrag.tui.screens.pickers import ModelScreen
 
     _, db = handbook

@@ -15,12 +15,12 @@ import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from localrag.errors import LocalragError
 
 if TYPE_CHECKING:
-    from localrag.finetune.train import TrainSettings
+    from localrag.finetune.settings import TrainSettings
 
 INSTALL_HINT = "pip install 'localrag[finetune]'"
 UNSLOTH_HINT = "pip install unsloth (it needs an NVIDIA, AMD or Intel GPU)"
@@ -36,8 +36,8 @@ DEVICES = ("auto", "cpu", "mps", "cuda")
 class BackendChoice:
     """The back end and device a run uses, and why: printed by the CLI, overridable."""
 
-    name: str  # "unsloth" | "peft"
-    device: str  # "cuda" | "mps" | "cpu"
+    name: Literal["unsloth", "peft"]
+    device: Literal["cuda", "mps", "cpu"]
     reason: str
 
 

@@ -30,7 +30,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from localrag.errors import ConfigError, LocalragError
 from localrag.hashing import sha256_file
@@ -133,7 +133,7 @@ class DatasetReport:
     out_dir: Path
     counts: dict[str, int]
     dataset_sha256: str
-    source: str  # "index" or "jsonl"
+    source: Literal["index", "jsonl"]
     note: str | None = None  # e.g. why there is no test split
 
     def summary(self) -> str:
@@ -577,7 +577,7 @@ def _split_by_document(
 
 def model_record(llm: LocalLLM) -> dict[str, Any]:
     """The generating model: registry name and sha256 when it is registered, else its file."""
-    from localrag.model_registry import ModelRegistry
+    from localrag.models.registry import ModelRegistry
 
     path = Path(llm.info.path)
     record: dict[str, Any] = {
@@ -770,7 +770,7 @@ def _finish(
     train: list[dict[str, Any]],
     test: list[dict[str, Any]],
     manifest: dict[str, Any],
-    source: str,
+    source: Literal["index", "jsonl"],
     note: str | None,
 ) -> DatasetReport:
     """Hash the two files, complete the manifest, write all three atomically."""

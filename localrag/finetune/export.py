@@ -13,8 +13,8 @@ from pathlib import Path
 from typing import Any
 
 from localrag.errors import ModelError
-from localrag.gguf_convert import convert, quant_types, quantize
-from localrag.model_registry import ModelEntry, ModelRegistry
+from localrag.models.gguf_convert import convert, quant_types, quantize
+from localrag.models.registry import ModelEntry, ModelRegistry
 
 DEFAULT_QUANTIZATION = "Q4_K_M"
 UNQUANTIZED = ("F16", "F32")

@@ -40,6 +40,7 @@ from localrag.finetune.backends import (
     require_stack,
     require_torch,
 )
+from localrag.finetune.settings import RESULT_SETTINGS, TrainSettings
 from localrag.finetune.sft_data import (
     IGNORE,
     DataStats,
@@ -56,68 +57,6 @@ CHECKPOINTS_DIR = "checkpoints"
 STATE_JSON = "state.json"
 TRAINER_STATE = "trainer_state.pt"
 FORMAT = 1
-
-# Settings that change the result: a resumed run must have the same ones as the checkpoint.
-_RESULT_SETTINGS = (
-    "lora_r",
-    "lora_alpha",
-    "lora_dropout",
-    "target_modules",
-    "learning_rate",
-    "epochs",
-    "max_steps",
-    "batch_size",
-    "grad_accum",
-    "warmup_steps",
-    "max_seq_len",
-    "seed",
-    "weight_decay",
-    "max_grad_norm",
-    "load_in_4bit",
-)
-
-
-@dataclass
-class TrainSettings:
-    """LoRA and optimisation hyperparameters; every one is recorded in training.json."""
-
-    lora_r: int = 16
-    lora_alpha: int = 32
-    lora_dropout: float = 0.0
-    target_modules: list[str] | None = None  # None: q/k/v/o and gate/up/down projections
-    learning_rate: float = 2e-4
-    epochs: int = 1
-    max_steps: int | None = None  # optimizer steps; overrides epochs
-    batch_size: int = 1
-    grad_accum: int = 4
-    warmup_steps: int = 5
-    # A RAFT example (system prompt, four ~250-token passages, question, quoted answer) is
-    # about 1,500 tokens; at 1,024 most would be skipped.
-    max_seq_len: int = 2048
-    seed: int = 0
-    backend: str = "auto"  # "auto" | "unsloth" | "peft"
-    device: str = "auto"  # "auto" | "cpu" | "mps" | "cuda"
-    load_in_4bit: bool = True  # unsloth only: QLoRA on a 4-bit base; False is 16-bit LoRA
-    save_every: int = 50  # optimizer steps between checkpoints
-    max_grad_norm: float = 1.0
-    weight_decay: float = 0.0
-    keep_checkpoints: int = 2  # newest ones kept; older ones are removed
-    threads: int | None = None  # torch CPU threads during the run; None: torch's default
-
-    def check(self) -> None:
-        """Reject settings that cannot train, before any model is loaded."""
-        positive = ("lora_r", "epochs", "batch_size", "grad_accum", "max_seq_len", "save_every")
-        for name in positive:
-            if getattr(self, name) < 1:
-                raise LocalragError(f"{name} must be at least 1")
-        if self.max_steps is not None and self.max_steps < 1:
-            raise LocalragError("max_steps must be at least 1")
-        if self.learning_rate <= 0 or self.warmup_steps < 0 or self.keep_checkpoints < 1:
-            raise LocalragError("learning_rate must be > 0, warmup_steps ≥ 0, keep_checkpoints ≥ 1")
-        if not 0.0 <= self.lora_dropout < 1.0:
-            raise LocalragError("lora_dropout must be in [0, 1)")
-        if self.threads is not None and self.threads < 1:
-            raise LocalragError("threads must be at least 1")
 
 
 @dataclass(frozen=True)
@@ -376,7 +315,7 @@ def _save_checkpoint(
 def _fingerprint_diff(saved: dict[str, Any], current: dict[str, Any]) -> list[str]:
     diffs = [
         f"{name}: {saved['settings'].get(name)!r} → {current['settings'].get(name)!r}"
-        for name in _RESULT_SETTINGS
+        for name in RESULT_SETTINGS
         if saved["settings"].get(name) != current["settings"].get(name)
     ]
     for key, what in (("base_sha256", "base model"), ("train_sha256", "training data")):

@@ -30,7 +30,7 @@ from localrag.assistant import Assistant, IndexStatus
 from localrag.errors import LocalragError
 from localrag.tui.widgets.conversation import WELCOME, ConversationView, TurnData, TurnView
 from localrag.tui.widgets.sources import SourcesPane
-from localrag.tui.widgets.status import Activity, StatusBar
+from localrag.tui.widgets.status import Activity, StatusBar, WatchState
 
 if TYPE_CHECKING:
     from localrag.answer import Answer, Conversation, Source
@@ -484,7 +484,7 @@ class LocalragApp(App[None]):
         self.notify("Answer and sources copied.", timeout=2)
 
     def action_switch_model(self) -> None:
-        from localrag.model_registry import ModelRegistry
+        from localrag.models.registry import ModelRegistry
         from localrag.tui.screens.pickers import ModelScreen
 
         if self.generating:
@@ -634,7 +634,8 @@ class LocalragApp(App[None]):
         elif kind == "batch":
             self._set_activity(Activity("indexing", 0, event.paths, event.queue_depth))
         elif kind in ("watching", "idle", "reconciled", "batch-done"):
-            state = "watching" if self.assistant.watching else "not watching"
+            watching = self.assistant.watching
+            state: WatchState = "watching" if watching else "not watching"
             self._set_activity(Activity(state, queue=event.queue_depth))
         elif kind == "stopped":
             self._set_activity(Activity("stopped"))

@@ -18,7 +18,7 @@ from localrag.sizes import format_bytes
 
 if TYPE_CHECKING:
     from localrag.conversations import ConversationSummary
-    from localrag.model_registry import ModelEntry
+    from localrag.models.registry import ModelEntry
 
 NO_MODEL = "__no_model__"
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from typing import Literal
 
 from textual.app import ComposeResult
 from textual.containers import Horizontal
@@ -12,12 +13,14 @@ from textual.widgets import Label
 from localrag.assistant import IndexStatus
 from localrag.paths import printable
 
+WatchState = Literal["starting", "indexing", "watching", "not watching", "stopped"]
+
 
 @dataclass(frozen=True)
 class Activity:
     """What the watcher is doing now, from its latest event."""
 
-    state: str = "starting"  # starting | indexing | watching | not watching | stopped
+    state: WatchState = "starting"
     done: int = 0
     total: int = 0
     queue: int = 0

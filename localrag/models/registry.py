@@ -31,8 +31,8 @@ from typing import Any, Literal
 
 from localrag import config
 from localrag.errors import ModelError
-from localrag.gguf_info import GGUFInfo, read_gguf_info
 from localrag.hashing import sha256_file
+from localrag.models.gguf_info import GGUFInfo, read_gguf_info
 from localrag.private_files import make_private_dir, write_private_text
 
 MANIFEST_FILE = "models.json"

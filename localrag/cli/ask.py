@@ -1,0 +1,271 @@
+"""`localrag search`, `ask` and `tui`: questions to the index, answered in the terminal."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import click
+
+from localrag.cli.base import (
+    SEARCH_MODES,
+    cli,
+    console,
+    db_option,
+    db_path,
+    embedder_option,
+    err_console,
+    open_store,
+    private_process,
+)
+from localrag.cli.views import print_search_results, search_results_json
+from localrag.errors import LocalragError
+from localrag.paths import from_here
+
+if TYPE_CHECKING:
+    from localrag.retrieval import Mode
+
+
+@cli.command()
+@click.argument("query")
+@db_option
+@embedder_option
+@click.option(
+    "-k", "k", type=click.IntRange(1, 1000), default=5, show_default=True, help="Results."
+)
+@click.option(
+    "--path",
+    "path_filter",
+    default=None,
+    help="Only files whose path contains this (or matches this glob).",
+)
+@click.option(
+    "--mode",
+    type=click.Choice(SEARCH_MODES),
+    default="hybrid",
+    show_default=True,
+    help="Retrieval method.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def search(
+    query: str,
+    db: Path | None,
+    embedder_name: str | None,
+    k: int,
+    path_filter: str | None,
+    mode: Mode,
+    as_json: bool,
+) -> None:
+    """Search the index by meaning and by keyword."""
+    from localrag.embedder import load_embedder
+    from localrag.retrieval import Retriever
+
+    with open_store(db, read_only=True) as store:
+        retriever = Retriever(store, load_embedder(embedder_name))
+        results = retriever.search(query, k, path_filter=path_filter, mode=mode)
+    if as_json:
+        click.echo(json.dumps(search_results_json(results), ensure_ascii=False, indent=2))
+    else:
+        print_search_results(console, results, query)
+
+
+@cli.command()
+@click.argument("question", required=False)
+@db_option
+@embedder_option
+@click.option(
+    "--model",
+    "model_name",
+    default=None,
+    help="Model name or .gguf path (default: the default model).",
+)
+@click.option(
+    "--no-model", is_flag=True, help="Extractive mode: show the best passages, load no model."
+)
+@click.option(
+    "--path", "path_filter", default=None, help="Only use files whose path contains this."
+)
+@click.option(
+    "--ctx", "n_ctx", type=click.IntRange(256), default=None, help="Context window in tokens."
+)
+@click.option(
+    "--max-tokens", type=click.IntRange(1), default=None, help="Longest answer in tokens."
+)
+@click.option(
+    "--temperature", type=click.FloatRange(0.0, 2.0), default=None, help="Sampling temperature."
+)
+@click.option("--threads", "n_threads", type=click.IntRange(1), default=None, help="CPU threads.")
+@click.option(
+    "--gpu-layers", "n_gpu_layers", type=int, default=None, help="Layers on the GPU (-1: all)."
+)
+@click.option("--chat", is_flag=True, help="Keep asking follow-up questions after the answer.")
+@click.option("--json", "as_json", is_flag=True, help="The answer and its sources as JSON.")
+@click.option(
+    "-v",
+    "--verbose",
+    is_flag=True,
+    help="Show timings, token counts and a fine-tuned model's reasoning.",
+)
+def ask(
+    question: str | None,
+    db: Path | None,
+    embedder_name: str | None,
+    model_name: str | None,
+    no_model: bool,
+    path_filter: str | None,
+    n_ctx: int | None,
+    max_tokens: int | None,
+    temperature: float | None,
+    n_threads: int | None,
+    n_gpu_layers: int | None,
+    chat: bool,
+    as_json: bool,
+    verbose: bool,
+) -> None:
+    """Answer QUESTION from your documents, citing the passages used.
+
+    Without QUESTION (or with --chat) it keeps a conversation going: follow-up questions
+    like "and the second one?" are understood in context. Ctrl-D or an empty line ends it.
+    """
+    from localrag.answer import Answerer, AnswerSettings, Conversation
+    from localrag.cli.ask_view import answer_json, print_answer
+    from localrag.embedder import load_embedder
+    from localrag.llm import load_llm
+
+    interactive = question is None or chat
+    if question is None and not sys.stdin.isatty():
+        question = sys.stdin.read().strip()
+        interactive = chat
+    if not interactive and not question:
+        raise click.UsageError("give a question, or run without one in a terminal to chat")
+    settings = AnswerSettings.from_config()
+    with open_store(db, read_only=True) as store:
+        embedder = load_embedder(embedder_name)
+        llm = None
+        if not no_model:
+            with err_console.status("Loading the language model…"):
+                llm = load_llm(
+                    model_name,
+                    n_ctx=n_ctx,
+                    max_tokens=max_tokens,
+                    temperature=temperature,
+                    n_threads=n_threads,
+                    n_gpu_layers=n_gpu_layers,
+                )
+        answerer = Answerer(store, embedder, llm, settings)
+        conversation = Conversation()
+        hinted = False  # say how to add a model once, not after every answer
+        try:
+            while True:
+                if question:
+                    answer = answerer.ask(question, conversation, path_filter=path_filter)
+                    if as_json:
+                        click.echo(json.dumps(answer_json(answer), ensure_ascii=False, indent=2))
+                    else:
+                        print_answer(
+                            answer,
+                            console,
+                            err_console,
+                            from_here,
+                            verbose=verbose,
+                            show_hint=not hinted,
+                        )
+                        hinted = hinted or answer.hint is not None
+                if not interactive:
+                    break
+                question = _prompt_question()
+                if question is None:
+                    break
+                if question == "/new":
+                    conversation.clear()
+                    err_console.print("[dim]New conversation.[/]")
+                    question = ""
+        finally:
+            if llm is not None:
+                llm.close()
+
+
+def _prompt_question() -> str | None:
+    """The next question from the terminal; None at end of input or an empty line."""
+    try:
+        line = console.input("\n[bold]›[/] ")
+    except (EOFError, KeyboardInterrupt):
+        return None
+    return line.strip() or None
+
+
+# -- tui ------------------------------------------------------------------------------------------
+
+
+@cli.command()
+@click.argument("folders", nargs=-1, type=click.Path(path_type=Path))
+@db_option
+@embedder_option
+@click.option("--model", "model_name", default=None, help="Model name or .gguf path.")
+@click.option("--no-model", is_flag=True, help="Extractive mode: load no language model.")
+@click.option("--no-watch", is_flag=True, help="Do not watch the folders for changes.")
+@click.option("--polling", is_flag=True, help="Watch by polling (network and FUSE drives).")
+@click.option(
+    "--ctx", "n_ctx", type=click.IntRange(256), default=None, help="Context window in tokens."
+)
+@click.option("--threads", "n_threads", type=click.IntRange(1), default=None, help="CPU threads.")
+@click.option(
+    "--gpu-layers", "n_gpu_layers", type=int, default=None, help="Layers on the GPU (-1: all)."
+)
+@click.option("--theme", default=None, help="A Textual theme, e.g. textual-light or nord.")
+def tui(
+    folders: tuple[Path, ...],
+    db: Path | None,
+    embedder_name: str | None,
+    model_name: str | None,
+    no_model: bool,
+    no_watch: bool,
+    polling: bool,
+    n_ctx: int | None,
+    n_threads: int | None,
+    n_gpu_layers: int | None,
+    theme: str | None,
+) -> None:
+    """The terminal app: ask questions, read the cited sources, keep FOLDERS indexed.
+
+    FOLDERS are added to the knowledge base first (like `localrag index`); they and every
+    folder already in it are watched while the app runs.
+    """
+    from localrag.assistant import Assistant
+    from localrag.tui.app import LocalragApp
+
+    private_process()  # `python tui.py` runs this command without the group
+    for folder in folders:
+        if not folder.is_dir():
+            raise click.BadParameter(f"not a folder: {folder}", param_hint="FOLDERS")
+    assistant = Assistant(
+        db_path(db),
+        embedder_name=embedder_name,
+        llm_overrides={"n_ctx": n_ctx, "n_threads": n_threads, "n_gpu_layers": n_gpu_layers},
+    )
+    if folders:
+        from localrag.store import Store
+
+        try:  # also run as `python tui.py`, outside the group that turns these into messages
+            with Store.open(db_path(db)) as store:
+                for folder in folders:
+                    store.add_root(str(folder.expanduser().resolve()))
+        except LocalragError as exc:
+            raise click.ClickException(str(exc)) from exc
+    app = LocalragApp(
+        assistant,
+        use_model=not no_model,
+        model_name=model_name,
+        watch=not no_watch,
+        polling=polling,
+        theme=theme,
+    )
+    try:
+        app.run()
+    finally:
+        assistant.close()
+
+
+# -- finetune -------------------------------------------------------------------------------------

@@ -1,0 +1,244 @@
+"""`localrag index`, `watch` and `status`: keeping the index and showing what it holds."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import click
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from localrag import config
+from localrag.cli.base import (
+    chunk_tokens_option,
+    cli,
+    console,
+    db_option,
+    db_path,
+    embedder_option,
+    err_console,
+    ignore_option,
+    max_file_size_option,
+    open_store,
+)
+from localrag.cli.views import print_status, status_json
+from localrag.errors import DiskFullError, LocalragError
+from localrag.paths import from_here
+
+if TYPE_CHECKING:
+    pass
+
+
+@cli.command()
+@click.argument("paths", nargs=-1, type=click.Path(path_type=Path))
+@db_option
+@embedder_option
+@max_file_size_option
+@chunk_tokens_option
+@click.option(
+    "--embed-batch",
+    type=click.IntRange(1, 4096),
+    default=None,
+    help="New chunks embedded together (default 256); smaller commits files sooner.",
+)
+@ignore_option
+@click.option(
+    "--reembed", is_flag=True, help="Drop all vectors and re-embed everything (new model)."
+)
+@click.option("-q", "--quiet", is_flag=True, help="No progress output, only the summary.")
+def index(
+    paths: tuple[Path, ...],
+    db: Path | None,
+    embedder_name: str | None,
+    max_file_size: float | None,
+    chunk_tokens: int | None,
+    embed_batch: int | None,
+    ignore: tuple[str, ...],
+    reembed: bool,
+    quiet: bool,
+) -> None:
+    """Index folders (or, with no PATHS, re-index every folder already in the index)."""
+    from localrag.embedder import load_embedder
+    from localrag.indexer import Indexer, IndexEvent
+
+    settings = _index_settings(max_file_size, chunk_tokens, embed_batch, ignore)
+    with open_store(db, read_only=False) as store:
+        roots = list(paths) or [Path(r.path) for r in store.roots()]
+        if not roots:
+            raise LocalragError(
+                "nothing to index: give a folder, e.g. `localrag index ~/Documents`"
+            )
+        embedder = load_embedder(embedder_name)
+        if reembed:
+            store.reset_embeddings()
+        progress = Progress(
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[chunks]} chunks embedded"),
+            TimeElapsedColumn(),
+            console=err_console,
+            transient=True,
+            disable=quiet,
+        )
+        task = progress.add_task("Scanning", total=None, chunks=0)
+
+        def on_event(event: IndexEvent) -> None:
+            if event.kind == "scanned":
+                progress.update(task, description="Indexing", total=event.files_total)
+            elif event.kind == "file":
+                progress.update(task, completed=event.files_done)
+                if event.status == "error" and not quiet:
+                    progress.console.print(
+                        f"[yellow]skipped[/] {from_here(event.path or '')}: {event.detail}"
+                    )
+            elif event.kind == "embedded":
+                progress.update(task, chunks=event.chunks_embedded)
+
+        indexer = Indexer(store, embedder, settings, on_event=on_event)
+        try:
+            with progress:
+                report = indexer.index(roots)
+        except KeyboardInterrupt:
+            err_console.print(
+                "[yellow]Interrupted.[/] Files finished so far are saved; "
+                "run the same command again to continue."
+            )
+            sys.exit(130)
+        except DiskFullError as exc:
+            raise click.ClickException(
+                f"{exc} Free some space and run the same command again to continue."
+            ) from exc
+        stats = store.stats()
+    summary = (
+        f"{report.files_seen} files: {report.added} added, {report.updated} updated, "
+        f"{report.moved} moved, {report.deleted} deleted, {report.unchanged} unchanged, "
+        f"{report.skipped} skipped, {report.failed} failed. "
+        f"{report.chunks_embedded} chunks embedded, {report.chunks_reused} reused "
+        f"in {report.seconds:.1f}s. Index: {stats.indexed} documents, {stats.chunks} chunks."
+    )
+    console.print(summary)
+    if report.failed:
+        console.print("[yellow]Some files could not be indexed:[/] see `localrag status --errors`.")
+
+
+# -- watch ----------------------------------------------------------------------------------------
+
+
+@cli.command()
+@click.argument("paths", nargs=-1, type=click.Path(path_type=Path))
+@db_option
+@embedder_option
+@click.option(
+    "--polling",
+    is_flag=True,
+    help="Poll for changes instead of OS events (network drives, some containers).",
+)
+@click.option(
+    "--poll-interval",
+    type=click.FloatRange(0.1, 3600),
+    default=1.0,
+    show_default=True,
+    help="Seconds between polls with --polling.",
+)
+@click.option(
+    "--debounce",
+    type=click.FloatRange(0.0, 60),
+    default=0.25,
+    show_default=True,
+    help="Seconds a file must be quiet before it is indexed.",
+)
+@max_file_size_option
+@chunk_tokens_option
+@ignore_option
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per event on stdout.")
+@click.option("-q", "--quiet", is_flag=True, help="Only notices and errors, no per-file lines.")
+def watch(
+    paths: tuple[Path, ...],
+    db: Path | None,
+    embedder_name: str | None,
+    polling: bool,
+    poll_interval: float,
+    debounce: float,
+    max_file_size: float | None,
+    chunk_tokens: int | None,
+    ignore: tuple[str, ...],
+    as_json: bool,
+    quiet: bool,
+) -> None:
+    """Keep folders indexed as files change (with no PATHS, every folder in the index).
+
+    Catches up with whatever changed since the last run first, then indexes each change a
+    moment after it is saved. Stop with Ctrl-C; nothing is lost if it is killed.
+    """
+    import signal
+
+    from localrag.cli.watch_view import WatchView
+    from localrag.embedder import load_embedder
+    from localrag.watcher import Watcher
+
+    settings = _index_settings(max_file_size, chunk_tokens, None, ignore)
+    embedder = load_embedder(embedder_name)
+    view = WatchView(console, err_console, from_here, quiet=quiet, as_json=as_json)
+    watcher = Watcher(
+        db_path(db),
+        list(paths),
+        embedder,
+        settings,
+        on_event=view,
+        polling=polling,
+        poll_interval=poll_interval,
+        debounce=debounce,
+    )
+
+    def terminate(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt  # same path as Ctrl-C: roll back the file in hand, stop
+
+    signal.signal(signal.SIGTERM, terminate)
+    try:
+        watcher.run()
+    except KeyboardInterrupt:
+        view.close()  # before the message, so the status line doesn't overwrite it
+        if not as_json:
+            err_console.print(
+                "Stopped. Everything indexed so far is saved; changes made while stopped "
+                "are picked up on the next start."
+            )
+    finally:
+        view.close()  # any other exit (an error) must not leave the terminal in Live mode
+
+
+def _index_settings(
+    max_file_size: float | None,
+    chunk_tokens: int | None,
+    embed_batch: int | None,
+    ignore: tuple[str, ...],
+) -> config.IndexSettings:
+    settings = config.IndexSettings(chunk_tokens=chunk_tokens, extra_ignore=list(ignore))
+    if max_file_size is not None:
+        settings.max_file_bytes = int(max_file_size * 1_000_000)
+    if embed_batch is not None:
+        settings.embed_batch = embed_batch
+    return settings
+
+
+# -- search ---------------------------------------------------------------------------------------
+
+
+@cli.command()
+@db_option
+@click.option(
+    "--errors", "show_errors", is_flag=True, help="List every file that was skipped or failed."
+)
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def status(db: Path | None, show_errors: bool, as_json: bool) -> None:
+    """Show what the index holds: folders, files, chunks, errors, model, size."""
+    with open_store(db, read_only=True) as store:
+        stats = store.stats()
+        problems = store.problems()
+    if as_json:
+        click.echo(json.dumps(status_json(stats, problems, db_path(db)), indent=2))
+    else:
+        print_status(console, stats, problems, db_path(db), show_all=show_errors)

