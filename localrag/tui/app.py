@@ -9,7 +9,6 @@ is ready waits for it.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import subprocess
 import threading
@@ -28,6 +27,7 @@ from textual.widgets import Footer, Input
 
 from localrag.assistant import Assistant, IndexStatus
 from localrag.errors import LocalragError
+from localrag.tui.threads import Closing, UiBridge
 from localrag.tui.widgets.conversation import WELCOME, ConversationView, TurnData, TurnView
 from localrag.tui.widgets.sources import SourcesPane
 from localrag.tui.widgets.status import Activity, StatusBar, WatchState
@@ -36,14 +36,11 @@ if TYPE_CHECKING:
     from localrag.answer import Answer, Conversation, Source
     from localrag.indexer import IndexEvent
     from localrag.store import ChunkHit
+    from localrag.tui.screens.folders import FolderChange
     from localrag.watcher import WatchEvent
 
 NARROW = 100  # below this many columns the sources pane goes under the conversation
 STATUS_EVERY = 0.5  # seconds between status queries while files are being indexed
-
-
-class _Closing(Exception):
-    """The app is shutting down: a worker stops where it is."""
 
 
 class LocalragApp(App[None]):
@@ -104,7 +101,8 @@ class LocalragApp(App[None]):
         self._kb_opened = threading.Event()
         self._model_settled = threading.Event()
         self._stop_answer = threading.Event()
-        self._shutting_down = threading.Event()
+        self._bridge = UiBridge(self)
+        self._shutting_down = self._bridge.shutting_down
         self._open_error: str | None = None
         self._status_refreshed = 0.0  # monotonic time of the last index status query
 
@@ -158,7 +156,7 @@ class LocalragApp(App[None]):
                 missing = self.assistant.start_watching(self._on_watch_event, polling=self.polling)
                 self._ui(self._folders_missing, missing)
             self._load_model(self.model_name if self.use_model else None, self.use_model)
-        except _Closing:
+        except Closing:
             pass
         finally:
             self._kb_opened.set()
@@ -269,17 +267,17 @@ class LocalragApp(App[None]):
     def _answer(self, question: str, turn: TurnView, search_only: bool) -> None:
         try:
             self._run_answer(question, turn, search_only)
-        except _Closing:
+        except Closing:
             pass
         except Exception as exc:  # a bug must not take the session down: show it, keep going
             message = _describe(exc)
             try:
                 self._ui(turn.fail, message)
                 self._ui(self.notify, message, title="No answer", severity="error")
-            except _Closing:
+            except Closing:
                 pass
         finally:
-            with contextlib.suppress(_Closing):
+            with contextlib.suppress(Closing):
                 self._ui(self._answer_done)
 
     def _run_answer(self, question: str, turn: TurnView, search_only: bool) -> None:
@@ -378,7 +376,15 @@ class LocalragApp(App[None]):
         from localrag.tui.screens.source import SourceScreen
 
         context = self.source_context(source.result.chunk.chunk_id, 1)
-        self.push_screen(SourceScreen(source, query, context))
+        self.push_screen(
+            SourceScreen(
+                source,
+                query,
+                context,
+                fetch_context=self.source_context,
+                open_file=self.open_source,
+            )
+        )
 
     def source_context(self, chunk_id: int, around: int) -> list[ChunkHit]:
         try:
@@ -432,7 +438,8 @@ class LocalragApp(App[None]):
             self.notify("The knowledge base is not open.", severity="warning")
             return
         self.push_screen(
-            ConversationsScreen(self.assistant.conversations()), self._reopen_conversation
+            ConversationsScreen(self.assistant.conversations(), self.delete_conversation),
+            self._reopen_conversation,
         )
 
     async def _reopen_conversation(self, conversation_id: int | None) -> None:
@@ -509,14 +516,22 @@ class LocalragApp(App[None]):
         try:
             self._wait(self._kb_opened)
             self._load_model(name, use_model)
-        except _Closing:
+        except Closing:
             pass
 
     def action_folders(self, focus_input: bool = False) -> None:
         from localrag.tui.screens.folders import FoldersScreen
 
         folders = self.index_status.folders if self.index_status else []
-        self.push_screen(FoldersScreen(folders, focus_input=focus_input))
+        self.push_screen(FoldersScreen(folders, focus_input=focus_input), self._folder_changed)
+
+    def _folder_changed(self, change: FolderChange | None) -> None:
+        if change is None:
+            return
+        if change.action == "add":
+            self.add_folder(change.path)
+        else:
+            self.remove_folder(change.path)
 
     @work(thread=True, exit_on_error=False, group="folders", exclusive=True)
     def add_folder(self, path: str) -> None:
@@ -526,7 +541,7 @@ class LocalragApp(App[None]):
             self._refresh_status()
         except LocalragError as exc:
             self._ui(self.notify, str(exc), title="Folder not added", severity="error")
-        except _Closing:
+        except Closing:
             pass
 
     @work(thread=True, exit_on_error=False, group="folders", exclusive=True)
@@ -538,7 +553,7 @@ class LocalragApp(App[None]):
             self._refresh_status()
         except LocalragError as exc:
             self._ui(self.notify, str(exc), title="Folder not removed", severity="error")
-        except _Closing:
+        except Closing:
             pass
 
     @work(thread=True, exit_on_error=False, group="folders", exclusive=True)
@@ -560,7 +575,7 @@ class LocalragApp(App[None]):
             self._ui(self.notify, f"Re-indexed: {summary}.", timeout=4)
         except LocalragError as exc:
             self._ui(self.notify, str(exc), title="Re-index failed", severity="error")
-        except _Closing:
+        except Closing:
             pass
 
     def _on_index_event(self, event: IndexEvent) -> None:
@@ -672,34 +687,11 @@ class LocalragApp(App[None]):
     # -- threads ----------------------------------------------------------------------------------
 
     def _ui(self, callback: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-        """Run `callback` on the app's thread and wait for it; raises _Closing at shutdown.
-
-        `App.call_from_thread` waits without a limit, which would hang a worker (and the
-        process) if the app closed meanwhile; this waits in slices and gives up at shutdown.
-        """
-        if self._shutting_down.is_set() or self._loop is None:
-            raise _Closing
-
-        async def call() -> Any:
-            with self._context():  # what App.call_from_thread does: widgets find their app
-                result = callback(*args, **kwargs)
-                if asyncio.iscoroutine(result):
-                    return await result
-                return result
-
-        future = asyncio.run_coroutine_threadsafe(call(), self._loop)
-        while True:
-            try:
-                return future.result(timeout=0.1)
-            except TimeoutError:
-                if self._shutting_down.is_set():
-                    future.cancel()
-                    raise _Closing from None
+        """From a worker: run `callback` on the app's thread and wait (threads.UiBridge)."""
+        return self._bridge.call(callback, *args, **kwargs)
 
     def _wait(self, event: threading.Event) -> None:
-        while not event.wait(0.1):
-            if self._shutting_down.is_set():
-                raise _Closing
+        self._bridge.wait(event)
 
     async def action_quit(self) -> None:
         self._shutting_down.set()

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import os
-from typing import TYPE_CHECKING
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Literal
 
 from rich.text import Text
 from textual import on
@@ -20,8 +21,16 @@ if TYPE_CHECKING:
     from localrag.assistant import Folder
 
 
-class FoldersScreen(ModalScreen[None]):
-    """Lists the knowledge base's folders; the app does the adding and removing."""
+@dataclass(frozen=True)
+class FolderChange:
+    """What the user asked for: the app does the adding or removing."""
+
+    action: Literal["add", "remove"]
+    path: str
+
+
+class FoldersScreen(ModalScreen[FolderChange | None]):
+    """Lists the knowledge base's folders; dismissed with the change asked for, if any."""
 
     BINDINGS = [
         Binding("escape", "dismiss(None)", "Close"),
@@ -59,8 +68,7 @@ class FoldersScreen(ModalScreen[None]):
         if not os.path.isdir(path):
             self.notify(f"not a folder: {path}", severity="error")
             return
-        self.app.add_folder(path)  # type: ignore[attr-defined]
-        self.dismiss(None)
+        self.dismiss(FolderChange("add", path))
 
     def action_remove(self) -> None:
         options = self.query_one("#folder-list", OptionList)
@@ -70,8 +78,7 @@ class FoldersScreen(ModalScreen[None]):
 
         def confirmed(yes: bool | None) -> None:
             if yes:
-                self.app.remove_folder(folder)  # type: ignore[attr-defined]
-                self.dismiss(None)
+                self.dismiss(FolderChange("remove", folder))
 
         self.app.push_screen(
             ConfirmScreen(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from rich.text import Text
@@ -73,9 +74,10 @@ class ConversationsScreen(ModalScreen[int | None]):
         Binding("d,delete", "delete", "Delete"),
     ]
 
-    def __init__(self, summaries: list[ConversationSummary]) -> None:
+    def __init__(self, summaries: list[ConversationSummary], delete: Callable[[int], bool]) -> None:
         super().__init__()
         self.summaries = summaries
+        self.delete = delete  # forgets a saved conversation; False: it was not there
 
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog"):
@@ -100,5 +102,5 @@ class ConversationsScreen(ModalScreen[int | None]):
             return
         option = options.get_option_at_index(options.highlighted)
         conversation_id = int(option.id or 0)
-        if self.app.delete_conversation(conversation_id):  # type: ignore[attr-defined]
+        if self.delete(conversation_id):
             options.remove_option(option.id or "")

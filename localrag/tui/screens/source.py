@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from rich.text import Text
@@ -27,11 +28,21 @@ class SourceScreen(ModalScreen[None]):
         Binding("plus,equals_sign", "more_context", "More context"),
     ]
 
-    def __init__(self, source: Source, query: str, context: list[ChunkHit]) -> None:
+    def __init__(
+        self,
+        source: Source,
+        query: str,
+        context: list[ChunkHit],
+        *,
+        fetch_context: Callable[[int, int], list[ChunkHit]],
+        open_file: Callable[[str, int | None], None],
+    ) -> None:
         super().__init__()
         self.source = source
         self.search_query = query
         self.context = context
+        self.fetch_context = fetch_context  # (chunk id, passages each side) -> passages
+        self.open_file = open_file  # (path, line) -> shown in the editor or viewer
 
     def compose(self) -> ComposeResult:
         source = self.source
@@ -73,12 +84,11 @@ class SourceScreen(ModalScreen[None]):
 
     def action_open_file(self) -> None:
         chunk = self.source.result.chunk
-        self.app.open_source(chunk.path, chunk.line_start)  # type: ignore[attr-defined]
+        self.open_file(chunk.path, chunk.line_start)
 
     async def action_more_context(self) -> None:
-        fetch = self.app.source_context  # type: ignore[attr-defined]
         around = max(1, (len(self.context) + 1) // 2) + 1
-        self.context = fetch(self.source.result.chunk.chunk_id, around)
+        self.context = self.fetch_context(self.source.result.chunk.chunk_id, around)
         body = self.query_one("#source-body")
         await body.remove_children()
         await body.mount_all(self._passages())
