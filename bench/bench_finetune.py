@@ -49,7 +49,7 @@ CHATS = 48
 
 def write_inputs(work: Path, hidden: int, intermediate: int, layers: int) -> tuple[Path, Path]:
     """(model folder, dataset folder) for both sides."""
-    from tests.helpers_llm import TRAINING_TEXT, TinySpec, write_tiny_model
+    from tests.helpers.llm import TRAINING_TEXT, TinySpec, write_tiny_model
 
     spec = TinySpec("llama", hidden=hidden, intermediate=intermediate, layers=layers)
     model = write_tiny_model(work / "tiny-llama", spec)

@@ -85,7 +85,7 @@ def ask_generate(answerer: Answerer) -> tuple[float, float, int]:
 
 def random_model(work: Path, hidden: int, intermediate: int, layers: int) -> Path:
     """The suite's random-weight Qwen2-family model, at the asked shape, as Q4_K_M."""
-    from tests.helpers_llm import TinySpec, build_tiny_ggufs, write_tiny_model
+    from tests.helpers.llm import TinySpec, build_tiny_ggufs, write_tiny_model
 
     heads = max(4, hidden // 128)
     spec = TinySpec(

@@ -3,7 +3,7 @@
     python bench/bench_memory.py [--size-mb 48] [--only NAME ...] [--full NAME ...]
                                  [--before OLD_CHECKOUT] [--cap-gb 6]
 
-Builds the files (tests/helpers_bombs.py) in a temp folder, then for each one starts a child
+Builds the files (tests/helpers/bombs.py) in a temp folder, then for each one starts a child
 interpreter that imports localrag, loads the embedder (the installed default, or the test
 export made on the fly), takes its resident memory as the baseline and runs what
 `Indexer._prepare` runs for a file: read the bytes, parse_file, chunk_document, hash the
@@ -12,7 +12,7 @@ hour at ~25 chunks/s on 2 cores. Files named with --full are also indexed end to
 (Indexer.index of a folder holding just that file, fresh store, real embedder: "full").
 
 Reported per file: peak RSS above the baseline (Linux VmHWM reset after the baseline, see
-tests/helpers_memory.PeakMeter), seconds, and what became of the file. --before runs the same
+tests/helpers/memory.PeakMeter), seconds, and what became of the file. --before runs the same
 children against another checkout (a `git worktree` of the commit before the memory fixes),
 so both columns come from one machine and one run. A child whose RSS passes --cap-gb is
 stopped (the box is shared) and reported as "> cap".
@@ -36,8 +36,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.machine import describe as describe_machine  # noqa: E402
-from tests import helpers_bombs as bombs  # noqa: E402
-from tests.helpers_memory import PeakMeter  # noqa: E402
+from tests.helpers import bombs  # noqa: E402
+from tests.helpers.memory import PeakMeter  # noqa: E402
 
 MB = 1024 * 1024
 Builder = Callable[[Path, int], Path]  # (path, --size-mb in bytes) -> the file
@@ -196,7 +196,7 @@ def models_folder(work: Path) -> Path:
     try:
         return resolve_embedder_dir()
     except EmbedderError:
-        from tests.helpers_embedder import build_test_embedder
+        from tests.helpers.embedder import build_test_embedder
 
         return build_test_embedder(work / "models")
 

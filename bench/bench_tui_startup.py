@@ -127,7 +127,7 @@ def build_index(work: Path) -> Path:
     from localrag.embedder import load_embedder
     from localrag.indexer import Indexer
     from localrag.store import Store
-    from tests.handbook import write_handbook
+    from tests.helpers.handbook import write_handbook
 
     folder = write_handbook(work / "handbook")
     db = work / "index.db"

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.helpers_embedder import build_test_embedder
+from tests.helpers.embedder import build_test_embedder
 
 _real_connect = socket.socket.connect
 
@@ -106,7 +106,7 @@ def counting_embedder(embedder) -> CountingEmbedder:  # type: ignore[no-untyped-
 @pytest.fixture(scope="session")
 def tiny_llm_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A tiny Qwen2 chat model in Hugging Face format (random weights, ChatML template)."""
-    from tests.helpers_llm import write_tiny_model
+    from tests.helpers.llm import write_tiny_model
 
     return write_tiny_model(tmp_path_factory.mktemp("tiny-llm") / "tiny-qwen2-chat")
 
@@ -117,6 +117,6 @@ def tiny_gguf(tiny_llm_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> d
 
     llama-cpp-python is part of the dev install, so its absence fails these tests, not skips.
     """
-    from tests.helpers_llm import build_tiny_ggufs
+    from tests.helpers.llm import build_tiny_ggufs
 
     return build_tiny_ggufs(tiny_llm_dir, tmp_path_factory.mktemp("tiny-gguf"))

@@ -14,8 +14,8 @@ from localrag.llm import LLMSettings, LocalLLM
 from localrag.prompt import SYSTEM_PROMPT
 from localrag.retrieval import Retriever
 from localrag.store import Store
-from tests.handbook import write_handbook
-from tests.helpers_llm import ScriptedLLM
+from tests.helpers.handbook import write_handbook
+from tests.helpers.llm import ScriptedLLM
 
 
 @pytest.fixture(scope="module")

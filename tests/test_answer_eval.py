@@ -31,8 +31,8 @@ from localrag.indexer import Indexer
 from localrag.llm import LLMSettings, LocalLLM
 from localrag.models.registry import ModelRegistry
 from localrag.store import Store
-from tests.handbook import write_handbook
-from tests.helpers_llm import ScriptedLLM
+from tests.helpers.handbook import write_handbook
+from tests.helpers.llm import ScriptedLLM
 
 
 def test_normalisation_and_containment() -> None:

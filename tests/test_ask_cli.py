@@ -10,7 +10,7 @@ import pytest
 from click.testing import CliRunner, Result
 
 from localrag.cli import cli
-from tests.test_answer import write_handbook
+from tests.helpers.handbook import write_handbook
 
 
 def run(*args: str, input: str | None = None) -> Result:
@@ -114,7 +114,7 @@ def test_an_unknown_model_name_lists_the_installed_ones(
 
 
 def test_asking_never_touches_the_network(handbook: Path, installed_model: str) -> None:
-    from tests.helpers_embedder import block_network
+    from tests.helpers.embedder import block_network
 
     with block_network() as attempts:
         generated = run("ask", "How long can new parents stay at home?", "--max-tokens", "8")

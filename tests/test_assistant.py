@@ -11,8 +11,8 @@ from localrag.errors import ConfigError, ModelError
 from localrag.indexer import Indexer
 from localrag.models.registry import ModelRegistry
 from localrag.store import Store
-from tests.handbook import write_handbook
-from tests.tui_helpers import scripted_loader
+from tests.helpers.handbook import write_handbook
+from tests.helpers.tui import scripted_loader
 
 
 @pytest.fixture

@@ -16,7 +16,7 @@ from click.testing import CliRunner
 
 from localrag.cli import cli
 from localrag.store import Store
-from tests.corpus import write_tree
+from tests.helpers.corpus import write_tree
 
 
 def run(*args: str) -> tuple[int, str]:

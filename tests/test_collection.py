@@ -22,7 +22,7 @@ from localrag.embedder import Embedder
 from localrag.indexer import Indexer
 from localrag.retrieval import Retriever
 from localrag.store import Store
-from tests.corpus import write_tree
+from tests.helpers.corpus import write_tree
 
 Index = tuple[Store, Retriever, Path]
 

@@ -31,7 +31,7 @@ from localrag.indexer import Indexer
 from localrag.prompt import Passage
 from localrag.retrieval import SearchResult
 from localrag.store import APPLICATION_ID, MIGRATIONS, SCHEMA_VERSION, ChunkHit, Store
-from tests.store_helpers import pending_document, vectors_for
+from tests.helpers.store import pending_document, vectors_for
 
 
 @pytest.fixture

@@ -18,7 +18,7 @@ import pytest
 from localrag.errors import ModelError
 from localrag.models import gguf_convert
 from localrag.models.gguf_convert import Family, convert, quantize
-from tests.helpers_llm import (
+from tests.helpers.llm import (
     CHATML_TEMPLATE,
     USER_DEFINED,
     TinySpec,

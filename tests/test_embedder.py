@@ -27,7 +27,7 @@ from localrag.models.embedder_import import (
     gt_package_model_dir,
     import_embedder,
 )
-from tests.helpers_embedder import block_network, link_model_copy
+from tests.helpers.embedder import block_network, link_model_copy
 
 MINILM_SHA = "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db"
 

@@ -23,8 +23,8 @@ import pytest
 import sqlean as sqlite3  # one SQLite library per process (docs/ARCHITECTURE.md §8)
 
 from localrag.store import Store
-from tests.corpus import write_tree
-from tests.test_watch_cli import WatchProcess
+from tests.helpers.corpus import write_tree
+from tests.helpers.watch import WatchProcess
 
 IS_ROOT = os.geteuid() == 0
 needs_root = pytest.mark.skipif(not IS_ROOT, reason="mounting a file system needs root")

@@ -43,8 +43,8 @@ from localrag.prompt import SYSTEM_PROMPT, Passage, pack_prompt
 from localrag.reasoning import BEGIN_QUOTE, END_QUOTE, final_answer
 from localrag.retrieval import Retriever
 from localrag.store import ChunkHit, Store
-from tests.handbook import HANDBOOK, write_handbook
-from tests.helpers_llm import ScriptedLLM
+from tests.helpers.handbook import HANDBOOK, write_handbook
+from tests.helpers.llm import ScriptedLLM
 
 # Five more handbook pages: ten documents of two sentences each, one close to hr/leave.md.
 EXTRA = {

@@ -16,8 +16,8 @@ from localrag.indexer import Indexer
 from localrag.llm import LLMSettings, LocalLLM, load_llm
 from localrag.models.registry import ModelRegistry
 from localrag.store import Store
-from tests.handbook import write_handbook
-from tests.helpers_llm import ScriptedLLM
+from tests.helpers.handbook import write_handbook
+from tests.helpers.llm import ScriptedLLM
 
 
 @pytest.fixture(autouse=True)

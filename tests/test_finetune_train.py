@@ -29,7 +29,7 @@ from localrag.finetune.train import (
     hash_base_model,
     train_lora,
 )
-from tests.helpers_llm import TinySpec, write_tiny_model
+from tests.helpers.llm import TinySpec, write_tiny_model
 
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
@@ -651,7 +651,7 @@ def test_training_never_touches_the_network(
     ]
     code = (
         "import json, sys\n"
-        "from tests.helpers_embedder import block_network\n"
+        "from tests.helpers.embedder import block_network\n"
         "with block_network() as attempts:\n"
         "    from localrag.cli import cli\n"
         "    try:\n"

@@ -12,7 +12,7 @@ import pytest
 
 from localrag.errors import ModelError
 from localrag.models.gguf_info import ArrayInfo, read_gguf_info
-from tests.helpers_gguf import TEMPLATE, write_gguf
+from tests.helpers.gguf import TEMPLATE, write_gguf
 
 
 @pytest.fixture

@@ -26,7 +26,7 @@ from localrag.indexer import Indexer, IndexEvent
 from localrag.prompt import Passage, defuse, source_block
 from localrag.retrieval import Retriever
 from localrag.store import Store
-from tests.corpus import write_tree
+from tests.helpers.corpus import write_tree
 
 LATIN1_NAME = b"caf\xe9 menu.txt"  # é in Latin-1: not valid UTF-8
 

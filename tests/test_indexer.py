@@ -15,7 +15,7 @@ from localrag.indexer import Indexer, IndexEvent
 from localrag.retrieval import Retriever
 from localrag.store import Store
 from tests.conftest import CountingEmbedder
-from tests.corpus import make_docx, make_pdf, write_tree
+from tests.helpers.corpus import make_docx, make_pdf, write_tree
 
 
 @pytest.fixture

@@ -10,7 +10,7 @@ import pytest
 
 from localrag.errors import ConfigError, ModelError
 from localrag.llm import LLMSettings, LocalLLM, repack_enabled
-from tests.helpers_gguf import write_gguf
+from tests.helpers.gguf import write_gguf
 
 IM_START = "<|im_start|>"
 

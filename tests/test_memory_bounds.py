@@ -1,7 +1,7 @@
 """Bounded memory: pathological files are chunked in little memory or refused with a reason.
 
 The peak-memory tests run the indexer's read + parse + chunk in a fresh interpreter
-(tests/helpers_memory.py) on inputs scaled down so they take seconds; the bounds are ones the
+(tests/helpers/memory.py) on inputs scaled down so they take seconds; the bounds are ones the
 code before the fix broke by far (a 4 MB line needed ~750 MB, the bombs gigabytes).
 bench/bench_memory.py measures the same at the size limit.
 """
@@ -27,10 +27,10 @@ from localrag.indexer import Indexer
 from localrag.parsers import limits, parse_file
 from localrag.parsers.detect import decode_text
 from localrag.store import Store
-from tests import helpers_bombs as bombs
-from tests.helpers_memory import measure
-from tests.helpers_tokenizer import MiniLMCounter
-from tests.test_chunking import check, doc_of
+from tests.helpers import bombs
+from tests.helpers.chunks import check, doc_of
+from tests.helpers.memory import measure
+from tests.helpers.tokenizer import MiniLMCounter
 
 MB = 1024 * 1024  # the bombs are sized in binary megabytes (MiB)
 # The child's whole RSS (model and imports included) past which it is stopped.

@@ -19,8 +19,8 @@ from localrag.models.registry import (
     resolve_model,
     resolve_pull_spec,
 )
-from tests.helpers_gguf import write_gguf
-from tests.hub_server import CDN, Hub, serve_hub
+from tests.helpers.gguf import write_gguf
+from tests.helpers.hub_server import CDN, Hub, serve_hub
 
 
 def _sha(path: Path) -> str:

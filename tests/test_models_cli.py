@@ -12,8 +12,8 @@ from click.testing import CliRunner, Result
 
 from localrag.cli import cli
 from localrag.models.registry import ModelRegistry
-from tests.helpers_gguf import write_gguf
-from tests.hub_server import Hub, serve_hub
+from tests.helpers.gguf import write_gguf
+from tests.helpers.hub_server import Hub, serve_hub
 
 
 @pytest.fixture

@@ -40,8 +40,8 @@ from typing import Any
 
 import pytest
 
-from tests.corpus import write_tree
-from tests.handbook import write_handbook
+from tests.helpers.corpus import write_tree
+from tests.helpers.handbook import write_handbook
 
 pytestmark = [
     pytest.mark.slow,

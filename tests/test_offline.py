@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers_gguf import write_gguf
-from tests.hub_server import Hub, serve_hub
+from tests.helpers.gguf import write_gguf
+from tests.helpers.hub_server import Hub, serve_hub
 
 ROOT = Path(__file__).resolve().parent.parent
 SWITCHES = (

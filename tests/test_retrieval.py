@@ -10,7 +10,7 @@ from localrag.evaluate import Question, evaluate_retrieval
 from localrag.indexer import Indexer
 from localrag.retrieval import Retriever, fts_query, highlight_spans, snippet
 from localrag.store import Store
-from tests.corpus import write_tree
+from tests.helpers.corpus import write_tree
 
 # A labelled set where each method alone fails somewhere: paraphrases with no shared words
 # (keyword search cannot see them) and opaque identifiers (embeddings blur them).

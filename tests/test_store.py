@@ -8,7 +8,7 @@ import pytest
 
 from localrag.errors import StoreError
 from localrag.store import SCHEMA_VERSION, Store
-from tests.store_helpers import pending_document, vectors_for
+from tests.helpers.store import pending_document, vectors_for
 
 
 @pytest.fixture

@@ -20,7 +20,7 @@ import sqlean as sqlite3  # one SQLite library per process (docs/ARCHITECTURE.md
 from localrag.errors import DatabaseGone, StoreError
 from localrag.indexer import Indexer
 from localrag.store import APPLICATION_ID, SCHEMA_VERSION, Store
-from tests.store_helpers import pending_document, vectors_for
+from tests.helpers.store import pending_document, vectors_for
 
 MARKER = "zqxjvortexmarker"
 # What any copy of the marker holds, the full-text index's stemmed term ("...mark") included.

@@ -16,8 +16,8 @@ from textual.widgets import Input
 from localrag.indexer import Indexer
 from localrag.store import Store
 from localrag.tui.screens.source import SourceScreen
-from tests.handbook import write_handbook
-from tests.tui_helpers import ask, make_app, wait_for, wait_ready
+from tests.helpers.handbook import write_handbook
+from tests.helpers.tui import ask, make_app, wait_for, wait_ready
 
 
 @pytest.fixture

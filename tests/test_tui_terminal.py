@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.handbook import write_handbook
+from tests.helpers.handbook import write_handbook
 
 # Skipped before any fixture runs (building the embedder takes seconds).
 pytestmark = pytest.mark.skipif(

@@ -26,8 +26,8 @@ from localrag.indexer import Indexer
 from localrag.retrieval import Retriever
 from localrag.store import Store
 from localrag.watcher import Watcher, WatchEvent
-from tests.corpus import write_tree
-from tests.index_state import assert_matches_fresh_index
+from tests.helpers.corpus import write_tree
+from tests.helpers.index_state import assert_matches_fresh_index
 
 SETTLE_LIMIT = 90.0  # seconds; generous for a loaded 2-core CI machine
 

@@ -1,6 +1,6 @@
 """Peak memory of one file's read + parse + chunk, measured in a fresh interpreter.
 
-    python -m tests.helpers_memory FILE MODEL_DIR [MAX_UNPACKED_BYTES]
+    python -m tests.helpers.memory FILE MODEL_DIR [MAX_UNPACKED_BYTES]
 
 The child loads the embedder, takes its resident memory as the baseline, runs what
 Indexer._prepare runs for a file and prints JSON: peak MB above the baseline and what became of
@@ -88,7 +88,7 @@ def measure(
     A stopped child reports peak_mb = inf. The cap is on the child's whole RSS, so it is
     generous: the bound a test asserts is on peak_mb, the growth above the baseline.
     """
-    args = [sys.executable, "-m", "tests.helpers_memory", str(path), str(model_dir)]
+    args = [sys.executable, "-m", "tests.helpers.memory", str(path), str(model_dir)]
     if max_unpacked is not None:
         args.append(str(max_unpacked))
     proc = subprocess.Popen(args, cwd=REPO, stdout=subprocess.PIPE, text=True)

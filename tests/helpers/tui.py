@@ -14,7 +14,7 @@ from textual.widgets import Input
 from localrag.assistant import Assistant
 from localrag.llm import LLMSettings, LocalLLM
 from localrag.tui.app import LocalragApp
-from tests.helpers_llm import ScriptedLLM
+from tests.helpers.llm import ScriptedLLM
 
 
 class SlowLLM(ScriptedLLM):
