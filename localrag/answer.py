@@ -47,10 +47,17 @@ if TYPE_CHECKING:
     from localrag.store import Store
 
 Mode = Literal["generated", "extractive", "not_found", "collection"]
+# Why a question was answered with passages rather than by the model.
+PassagesOnly = Literal["no model", "base model"]
 
 NO_MODEL_HINT = (
     "No language model is installed, so these are the best passages themselves. "
     "Add one with `localrag models pull` (online) or `localrag models import FILE.gguf`."
+)
+BASE_MODEL_HINT = (
+    "{file} is a pre-trained base model (it has no chat template): it continues text but does "
+    "not answer questions, so these are the best passages themselves. Fine-tune it on your "
+    "documents (`localrag finetune`), or choose an instruct model with `localrag models default`."
 )
 NO_WORDS_TEXT = "The question has no words to search for."
 NOT_FOUND_TEXT = (
@@ -140,6 +147,7 @@ class Answer:
         sources: list[Source],
         conversation: Conversation | None,
         hint: str | None = None,
+        passages_only: PassagesOnly | None = None,
         collection: CollectionAnswer | None = None,
         stream: Iterator[str] | None = None,
         fixed_text: str = "",
@@ -151,6 +159,7 @@ class Answer:
         self.search_query = search_query
         self.sources = sources
         self.hint = hint
+        self.passages_only = passages_only  # set when the model could have answered but did not
         self.collection = collection
         self.stats = stats
         self.dropped = dropped  # retrieved passages that did not fit into the context
@@ -269,9 +278,14 @@ class Answerer:
         if not generate:
             shown = relevant[: self.settings.candidates]
             return self._extractive(question, search_query, shown, conversation, hint=None)
-        if self.llm is None:
+        if self.llm is None or self.llm.is_base_model:
             shown = relevant[: self.settings.extractive_passages]
-            return self._extractive(question, search_query, shown, conversation, NO_MODEL_HINT)
+            answer = self._extractive(question, search_query, shown, conversation, NO_MODEL_HINT)
+            answer.passages_only = "no model"
+            if self.llm is not None:
+                answer.hint = BASE_MODEL_HINT.format(file=self.llm.info.path.name)
+                answer.passages_only = "base model"
+            return answer
         return self._generate(question, search_query, relevant, history, conversation)
 
     # -- the steps ----------------------------------------------------------------------------
@@ -327,7 +341,7 @@ class Answerer:
         return queries[0][0], _fuse_results(ranked, k)
 
     def _rewrite_followup(self, question: str, history: Sequence[tuple[str, str]]) -> str | None:
-        if self.llm is None or not self.settings.rewrite_followups:
+        if self.llm is None or self.llm.is_base_model or not self.settings.rewrite_followups:
             return None
         recent = [(q, self.llm.truncate(a, 200)) for q, a in history[-2:]]
         prompt = self.llm.chat_prompt(condense_messages(recent, question))

@@ -173,6 +173,11 @@ class LocalLLM:
             bos_token=self._token_text(llama.token_bos()),
         )
 
+    @property
+    def is_base_model(self) -> bool:
+        """No chat template: it continues text, it does not answer (see GGUFInfo)."""
+        return self.info.is_base_model
+
     @classmethod
     def load(cls, path: Path | str, settings: LLMSettings | None = None) -> LocalLLM:
         """Load a GGUF file, checking it first so a bad file gives an error naming it."""

@@ -112,6 +112,14 @@ def tiny_llm_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def gemma_gguf(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Gemma 3 270M (Q4_K_M, a real pre-trained base model without a chat template)."""
+    from tests.helpers.gemma import join_gemma
+
+    return join_gemma(tmp_path_factory.mktemp("gemma"))
+
+
+@pytest.fixture(scope="session")
 def tiny_gguf(tiny_llm_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """tiny_llm_dir as GGUF: {"f32": ..., "q8_0": ..., "q4_k_m": ...}; eos is <|im_end|>.
 

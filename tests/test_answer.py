@@ -398,3 +398,18 @@ def test_answer_settings_come_from_config_toml(monkeypatch, tmp_path: Path) -> N
     config.write_text("[answer]\npassages = 2\n")
     with pytest.raises(ConfigError, match="unknown setting 'passages'"):
         AnswerSettings.from_config()
+
+
+def test_a_base_model_answers_with_passages_and_says_why(store, embedder, gemma_gguf) -> None:  # type: ignore[no-untyped-def]
+    """A pre-trained model has no chat format: it would continue the prompt, not answer it."""
+    from localrag.answer import BASE_MODEL_HINT
+
+    llm = LocalLLM.load(gemma_gguf, LLMSettings(n_ctx=1024))
+    try:
+        answer = Answerer(store, embedder, llm).ask("How long can new parents stay at home?")
+        text = answer.read()
+        assert answer.mode == "extractive" and answer.passages_only == "base model"
+        assert answer.hint == BASE_MODEL_HINT.format(file=gemma_gguf.name)
+        assert "twenty weeks" in text and answer.stats is None  # passages; nothing generated
+    finally:
+        llm.close()

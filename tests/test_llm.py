@@ -239,3 +239,19 @@ def test_missing_llama_cpp_gives_an_install_hint(tmp_path: Path, tiny_gguf) -> N
     )
     run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
     assert "pip install 'localrag[llm]'" in run.stdout, run.stderr
+
+
+# -- a real model -------------------------------------------------------------------------------
+
+
+def test_a_real_base_model_loads_and_continues_text(gemma_gguf: Path) -> None:
+    """Gemma 3 270M, real weights: llama.cpp runs it and it writes sensible English."""
+    model = LocalLLM.load(gemma_gguf, LLMSettings(n_ctx=512))
+    try:
+        assert model.info.architecture == "gemma3"
+        assert model.is_base_model  # no chat template: it continues text
+        out = model.llama("The capital of France is", max_tokens=8, temperature=0.0)
+        text = out["choices"][0]["text"]
+        assert "France" in text or "Paris" in text, text
+    finally:
+        model.close()

@@ -153,3 +153,15 @@ def test_list_shows_an_unreadable_embedder_without_failing(models: Path) -> None
     listed = {e["name"]: e for e in json.loads(run("list", "--json").output)["embedders"]}
     assert listed["mini"]["dim"] == 384 and listed["mini"]["problem"] is None
     assert "Cannot read" in listed["broken"]["problem"]
+
+
+def test_a_base_model_is_imported_and_listed_as_one(models: Path, gemma_gguf: Path) -> None:
+    result = run("import", str(gemma_gguf), "--name", "gemma", "--symlink")
+    assert result.exit_code == 0, result.output
+    assert "gemma is a pre-trained base model" in result.output
+    assert "finetune train" in result.output
+    listed = json.loads(run("list", "--json").output)["models"]
+    assert [(m["name"], m["chat"], m["architecture"]) for m in listed] == [
+        ("gemma", False, "gemma3")
+    ]
+    assert "base" in run("list").output

@@ -18,7 +18,7 @@ from localrag.cli.base import (
     console,
     err_console,
 )
-from localrag.cli.views import models_json, print_embedders, print_language_models
+from localrag.cli.views import BASE_MODEL_NOTE, models_json, print_embedders, print_language_models
 from localrag.paths import from_here
 from localrag.sizes import format_bytes
 
@@ -197,6 +197,8 @@ def models_import(file: Path, name: str | None, symlink: bool) -> None:
         f"{format_bytes(entry.size_bytes)}): {how} to {from_here(str(registry.path_of(entry)))}"
     )
     console.print(f"sha256 {entry.sha256}")
+    if entry.chat is False:
+        console.print(f"[yellow]{BASE_MODEL_NOTE.format(name=entry.name)}[/]")
     _say_default(registry, entry.name)
 
 

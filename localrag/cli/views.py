@@ -24,6 +24,11 @@ if TYPE_CHECKING:
     from localrag.store import Stats
 
 NO_WORDS_MESSAGE = "Nothing to search for: the query has no words."
+BASE_MODEL_NOTE = (
+    "{name} is a pre-trained base model (its file has no chat template): it continues text "
+    "rather than answering questions, so `ask` shows passages with it. Use it as the base of "
+    "`localrag finetune train`; for answers, install an instruct model."
+)
 # `localrag status` lists this many failed files; --errors lists all.
 STATUS_ERRORS_SHOWN = 10
 
@@ -231,13 +236,14 @@ def print_language_models(
         return
     default = registry.default_name()
     table = Table(title="Language models")
-    for column in ("", "name", "quant", "size", "context", "source"):
+    for column in ("", "name", "kind", "quant", "size", "context", "source"):
         table.add_column(column, justify="right" if column in ("size", "context") else "left")
     for e in entries:
         present = registry.path_of(e).is_file()
         table.add_row(
             "*" if e.name == default else "",
             e.name if present else f"{e.name} [red](file missing)[/]",
+            model_kind(e),
             e.quantization,
             format_bytes(e.size_bytes),
             str(e.context_length or "?"),
@@ -264,6 +270,13 @@ def print_embedders(console: Console, embedders: list[dict[str, Any]], folder: P
     for info in embedders:
         if info.get("problem"):
             console.print(f"[red]{info['name']}[/]: {info['problem']}")
+
+
+def model_kind(entry: ModelEntry) -> str:
+    """'chat', 'base' (no chat template: for fine-tuning) or '?' (recorded before we looked)."""
+    if entry.chat is None:
+        return "?"
+    return "chat" if entry.chat else "base"
 
 
 def display_source(source: str) -> str:

@@ -86,6 +86,12 @@ class GGUFInfo:
     def quantization(self) -> str:
         return self.file_type
 
+    @property
+    def is_base_model(self) -> bool:
+        """A pre-trained (base) model: its file has no chat template, so it continues text
+        rather than answering; good as a base for fine-tuning, not for chatting."""
+        return self.chat_template is None
+
 
 class _Truncated(Exception):
     """The header runs past the end of the file."""

@@ -104,6 +104,9 @@ class ModelEntry:
     adapter: str | None = None  # fine-tuned models only
     # Fine-tuned models: how they were made (base model hash, dataset hash, training settings).
     lineage: dict[str, Any] | None = None
+    # False for a pre-trained (base) model, whose file has no chat template; None: recorded
+    # by a version that did not look.
+    chat: bool | None = None
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -480,6 +483,7 @@ def _entry_from(name: str, file: str, sha: str, info: GGUFInfo, source: str) -> 
         size_bytes=info.size_bytes,
         source=source,
         added_at=_now(),
+        chat=not info.is_base_model,
     )
 
 

@@ -313,7 +313,7 @@ class LocalragApp(App[None]):
             [s.number for s in answer.cited],
             stopped=stopped,
             stats=answer.stats if answer.mode == "generated" else None,
-            no_model=answer.hint is not None,
+            passages_only=answer.passages_only,
         )
         self._ui(self._show_turn_sources, turn)
         try:

@@ -43,6 +43,8 @@ class ModelScreen(ModalScreen[str | None]):
                 line.append(
                     f"  {entry.quantization} · {format_bytes(entry.size_bytes)}", style="dim"
                 )
+                if entry.chat is False:  # no chat template: `ask` shows passages with it
+                    line.append("  base model: for fine-tuning, not chat", style="yellow")
                 if entry.name == self.current:
                     line.append("  (in use)", style="dim")
                 options.append(Option(line, id=entry.name))

@@ -130,14 +130,14 @@ class TurnView(Vertical):
         *,
         stopped: bool,
         stats: GenerationStats | None = None,
-        no_model: bool = False,
+        passages_only: str | None = None,
     ) -> None:
         if self._stream is not None:
             await self._stream.stop()
             self._stream = None
         self.data.text, self.data.cited, self.data.stopped = text, cited, stopped
         await self.markdown.update(self._final_markdown())
-        self.set_meta(self._meta(stats, no_model))
+        self.set_meta(self._meta(stats, passages_only))
 
     async def fail(self, message: str) -> None:
         if self._stream is not None:
@@ -152,7 +152,7 @@ class TurnView(Vertical):
             return link_citations(passages_markdown(self.data.sources, self.data.search_query))
         return link_citations(self.data.text)
 
-    def _meta(self, stats: GenerationStats | None, no_model: bool) -> str:
+    def _meta(self, stats: GenerationStats | None, passages_only: str | None) -> str:
         data = self.data
         parts: list[str] = []
         if data.mode == "generated":
@@ -163,8 +163,8 @@ class TurnView(Vertical):
         elif data.mode == "extractive":
             count = len(data.sources)
             parts.append(f"{count} passage{'' if count == 1 else 's'}")
-            if no_model:
-                parts.append("no model")
+            if passages_only:  # why the model did not answer: "no model", "base model"
+                parts.append(passages_only)
         elif data.mode == "collection":
             parts.append(f"{len(data.sources)} files, from the whole index")
         if data.stopped:
@@ -176,7 +176,7 @@ class TurnView(Vertical):
     def show_saved(self) -> None:
         """A reopened turn: rendered once, no stream."""
         self.markdown.update(self._final_markdown())
-        self.set_meta(self._meta(None, False))
+        self.set_meta(self._meta(None, None))
 
     def on_click(self) -> None:
         self.post_message(self.Clicked(self))
