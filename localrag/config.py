@@ -60,7 +60,7 @@ def read_config_section(section: str) -> dict[str, Any]:
             data = tomllib.load(f)
     except FileNotFoundError:
         return {}
-    except (OSError, tomllib.TOMLDecodeError) as exc:
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
         raise ConfigError(f"cannot read settings file {path}: {exc}") from exc
     value = data.get(section, {})
     if not isinstance(value, dict):
@@ -76,7 +76,10 @@ def apply_settings(target: Any, values: dict[str, Any], where: str) -> None:
         if name not in known:
             raise ConfigError(f"{where}: unknown setting {key!r} (known: {', '.join(known)})")
         current = getattr(target, name)
-        widening = isinstance(current, float) and isinstance(value, int)
+        # An int where a float is expected is fine; true/false is not a number here.
+        widening = (
+            isinstance(current, float) and isinstance(value, int) and not isinstance(value, bool)
+        )
         wrong = not isinstance(value, type(current)) or isinstance(value, bool) != isinstance(
             current, bool
         )

@@ -46,6 +46,8 @@ def load_questions(path: Path) -> list[Question]:
         lines = path.read_text(encoding="utf-8").splitlines()
     except OSError as exc:
         raise ConfigError(f"cannot read questions file {path}: {exc.strerror or exc}") from exc
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"questions file {path} is not UTF-8 text ({exc.reason})") from exc
     for number, line in enumerate(lines, 1):
         if not line.strip():
             continue
@@ -66,9 +68,13 @@ def _normalise(text: str) -> str:
 
 
 def is_hit(result: SearchResult, question: Question) -> bool:
-    path = result.path.replace("\\", "/")
+    """The passage holds the answer and comes from the question's file; a passage found in
+    several files is one result (`also_in` lists the others), so any of them counts."""
     wanted = question.file.replace("\\", "/").lstrip("/")
-    from_file = path == wanted or path.endswith("/" + wanted)
+    from_file = any(
+        path == wanted or path.endswith("/" + wanted)
+        for path in (p.replace("\\", "/") for p in (result.path, *result.also_in))
+    )
     return from_file and _normalise(question.answer) in _normalise(result.chunk.text)
 
 

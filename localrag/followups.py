@@ -40,7 +40,9 @@ _FILLER = frozenset(
         "a an the is are was were be been do does did can could should would will shall may "
         "might must how what when where which who whom whose why i me my we our you your "
         "of to in on at for from with by about as into than more most much many any some "
-        "please tell show explain mean means"
+        "please tell show explain mean means "
+        # what is left of a contraction once split at its apostrophe (what's, they're, I'll)
+        "s re ll ve d t m"
     ).split()
 )
 _WORD = re.compile(r"[^\W_]+", re.UNICODE)

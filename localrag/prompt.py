@@ -46,6 +46,7 @@ _SLASHES = frozenset("/\uff0f\u2044\u2215\u29f8\u2571")
 _TAG_WORD = "source"
 # The smallest source worth giving the model when it has to be cut to fit.
 MIN_SOURCE_TOKENS = 48
+CUT_MARKER = " …"  # ends a passage cut to fit the context window
 
 
 class Tokenizing(Protocol):
@@ -189,7 +190,8 @@ def pack_prompt(
             overhead = cost - llm.count_tokens(body)
             if room - overhead < MIN_SOURCE_TOKENS:
                 break
-            cut = llm.truncate(body, room - overhead) + " …"
+            # The marker costs tokens too: cut to what is left once it is counted.
+            cut = llm.truncate(body, room - overhead - llm.count_tokens(CUT_MARKER)) + CUT_MARKER
             passage = Passage(passage.path, passage.location, passage.heading, cut)
             block = source_block(len(kept) + 1, passage)
             cost = llm.count_tokens(block)
