@@ -12,6 +12,8 @@ Two things here are not what llama-cpp-python does by default:
 
 from __future__ import annotations
 
+import ctypes
+import logging
 import platform
 import sys
 import threading
@@ -147,12 +149,40 @@ def import_llama_cpp(purpose: str) -> Any:
     """The llama_cpp module, or a ModelError saying how to install it."""
     try:
         import llama_cpp
+        import llama_cpp.llama  # installs llama-cpp-python's own log callback, replaced below
     except ImportError as exc:
         raise ModelError(
             f"{purpose} needs llama-cpp-python: pip install 'localrag[llm]' "
             "(it compiles llama.cpp, a few minutes)"
         ) from exc
+    _quiet_llama_cpp(llama_cpp)
     return llama_cpp
+
+
+# llama.cpp's own messages go to this logger, never to the terminal: the library never prints.
+# llama-cpp-python prints those at its ERROR level even with verbose=False, and llama.cpp logs
+# some notices at that level ("llama_kv_cache_iswa: using full-size SWA cache (ref: https://…)"
+# on every Gemma 3 load), which read as if something went online. Errors reach the user as the
+# ModelError that a failed load raises.
+LLAMA_CPP_LOG = logging.getLogger("localrag.llama_cpp")
+LLAMA_CPP_LOG.addHandler(logging.NullHandler())
+_GGML_LEVELS = {0: logging.CRITICAL, 1: logging.INFO, 2: logging.WARNING, 3: logging.ERROR}
+_log_callback: Any = None  # kept referenced: llama.cpp holds only a C pointer to it
+
+
+def _quiet_llama_cpp(llama_cpp: Any) -> None:
+    global _log_callback
+    if _log_callback is not None:
+        return
+
+    @llama_cpp.llama_log_callback
+    def forward(level: int, text: bytes, user_data: Any) -> None:
+        message = text.decode("utf-8", "replace").rstrip()
+        if message:
+            LLAMA_CPP_LOG.log(_GGML_LEVELS.get(level, logging.DEBUG), "%s", message)
+
+    _log_callback = forward
+    llama_cpp.llama_log_set(forward, ctypes.c_void_p(0))
 
 
 class LocalLLM:

@@ -255,3 +255,16 @@ def test_a_real_base_model_loads_and_continues_text(gemma_gguf: Path) -> None:
         assert "France" in text or "Paris" in text, text
     finally:
         model.close()
+
+
+def test_loading_a_model_prints_nothing(gemma_gguf: Path) -> None:
+    """llama.cpp's notices (one with a URL on every Gemma 3 load) go to a logger, not stderr."""
+    code = (
+        "from localrag.llm import LLMSettings, LocalLLM\n"
+        f"m = LocalLLM.load({str(gemma_gguf)!r}, LLMSettings(n_ctx=256))\n"
+        "m.llama('Hello', max_tokens=2)\n"
+        "m.close()\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == "" and done.stderr == ""
