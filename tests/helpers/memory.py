@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]  # the checkout: `python -m tests.helpers.memory` runs there
 
 
 def _status_kb(key: str, pid: str = "self") -> int | None:
