@@ -691,3 +691,29 @@ def test_the_command_says_what_tokenizing_did_before_training(
     assert "1 examples skipped: the prompt alone fills max_seq_len (64 tokens)." in out
     assert "A larger --max-seq-len keeps those examples whole." in out
     assert out.index("examples to train on") < out.index("Trained 1 steps")
+
+
+def test_the_answer_only_loss_is_the_models_own_loss_and_gradient(tiny_llm_dir: Path) -> None:
+    """The output layer runs on labelled positions only; loss and gradients must not change."""
+    import torch
+    import transformers
+
+    from localrag.finetune.sft_data import TokenizedExample
+    from localrag.finetune.train import IGNORE, answer_loss, collate
+
+    model = transformers.AutoModelForCausalLM.from_pretrained(tiny_llm_dir, dtype=torch.float32)
+    examples = [
+        TokenizedExample(list(range(5, 45)), [IGNORE] * 28 + list(range(33, 45))),
+        TokenizedExample(list(range(7, 30)), [IGNORE] * 10 + list(range(17, 30))),  # padded
+    ]
+    batch = collate(examples, 0, torch)
+    grads = []
+    losses = []
+    for compute in (lambda: model(**batch).loss, lambda: answer_loss(model, batch, torch)):
+        model.zero_grad()
+        loss = compute()
+        loss.backward()
+        losses.append(float(loss.detach()))
+        grads.append(model.get_input_embeddings().weight.grad.clone())
+    assert losses[1] == pytest.approx(losses[0], rel=1e-5)
+    assert torch.allclose(grads[0], grads[1], atol=1e-6)

@@ -207,6 +207,26 @@ def collate(examples: list[TokenizedExample], pad_id: int, torch: Any) -> dict[s
     }
 
 
+def answer_loss(model: Any, batch: dict[str, Any], torch: Any) -> Any:
+    """The mean next-token loss over the labelled (answer) tokens, the same number as the
+    model's own `labels=` loss, but with the output layer applied only where a label follows.
+
+    The output layer multiplies every position by the whole vocabulary (262k rows for Gemma 3):
+    with labels on the answer only, most of that work was thrown away. `logits_to_keep` with a
+    boolean mask makes the model project just those positions, through its own head (logit
+    soft-capping and all).
+    """
+    labels = batch["labels"]
+    targets = labels[:, 1:] != IGNORE
+    keep = torch.zeros_like(labels, dtype=torch.bool)
+    keep[:, :-1] = targets  # the position before each labelled token predicts it
+    logits = model(
+        input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], logits_to_keep=keep
+    ).logits
+    logits = logits.reshape(-1, logits.shape[-1])
+    return torch.nn.functional.cross_entropy(logits.float(), labels[:, 1:][targets])
+
+
 def _counted_labels(batch: dict[str, Any]) -> int:
     """Tokens the model's shifted loss averages over: labels after the first position."""
     return int((batch["labels"][:, 1:] != IGNORE).sum())
@@ -374,7 +394,7 @@ def _accumulate(
             continue
         on_device = {k: v.to(loaded.device) for k, v in batch.items()}
         with _autocast(torch, loaded):
-            loss = loaded.model(**on_device).loss
+            loss = answer_loss(loaded.model, on_device, torch)
         scaler.scale(loss * (count / window)).backward()
         step_loss += float(loss.detach()) * count / window
         tokens += int(batch["attention_mask"].sum())
