@@ -379,7 +379,12 @@ def _autocast(torch: Any, loaded: LoadedModel) -> contextlib.AbstractContextMana
 
 
 def _accumulate(
-    batches: list[dict[str, Any]], loaded: LoadedModel, scaler: Any, torch: Any
+    batches: list[dict[str, Any]],
+    loaded: LoadedModel,
+    scaler: Any,
+    torch: Any,
+    *,
+    head_on_answers: bool,
 ) -> tuple[float, int]:
     """Forward and backward one optimizer step's micro-batches; returns (loss, tokens seen).
 
@@ -394,7 +399,10 @@ def _accumulate(
             continue
         on_device = {k: v.to(loaded.device) for k, v in batch.items()}
         with _autocast(torch, loaded):
-            loss = answer_loss(loaded.model, on_device, torch)
+            if head_on_answers:
+                loss = answer_loss(loaded.model, on_device, torch)
+            else:  # unsloth computes its loss its own (chunked) way
+                loss = loaded.model(**on_device).loss
         scaler.scale(loss * (count / window)).backward()
         step_loss += float(loss.detach()) * count / window
         tokens += int(batch["attention_mask"].sum())
@@ -599,7 +607,9 @@ def _train(
                 collate([dataset[i] for i in schedule.micro_batch(m)], pad_id, torch)
                 for m in schedule.step_micro_batches(step)
             ]
-            step_loss, tokens = _accumulate(batches, loaded, scaler, torch)
+            step_loss, tokens = _accumulate(
+                batches, loaded, scaler, torch, head_on_answers=choice.name == "peft"
+            )
             session_tokens += tokens
             scaler.unscale_(optimizer)
             torch.nn.utils.clip_grad_norm_(params, settings.max_grad_norm)
