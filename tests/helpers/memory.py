@@ -18,7 +18,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-REPO = Path(__file__).resolve().parents[2]  # the checkout: `python -m tests.helpers.memory` runs there
+# The checkout: `python -m tests.helpers.memory` must run there.
+REPO = Path(__file__).resolve().parents[2]
 
 
 def _status_kb(key: str, pid: str = "self") -> int | None:
