@@ -48,11 +48,24 @@ if TYPE_CHECKING:
 
 Mode = Literal["generated", "extractive", "not_found", "collection"]
 # Why a question was answered with passages rather than by the model.
-PassagesOnly = Literal["no model", "base model"]
+PassagesOnly = Literal["no model", "no model chosen", "model failed", "base model"]
+# Why an Answerer has no language model at all.
+NoModelReason = Literal["not installed", "not asked", "failed"]
 
+# Worded for both front ends: `ask` prints them under an answer, the TUI as a notification
+# when the model is settled, so they speak of answers in general, not of the ones above them.
 NO_MODEL_HINT = (
-    "No language model is installed, so these are the best passages themselves. "
+    "No language model is installed, so answers are the best passages themselves. "
     "Add one with `localrag models pull` (online) or `localrag models import FILE.gguf`."
+)
+NOT_ASKED_HINT = (
+    "Extractive mode: no language model was asked for, so answers are the best passages "
+    "themselves. To have a model write them, leave out --no-model (in `localrag tui`, "
+    "choose a model with f2)."
+)
+MODEL_FAILED_HINT = (
+    "The language model could not be loaded: {problem}. Answers are the best passages "
+    "themselves until it can be."
 )
 BASE_MODEL_HINT = (
     "{file} is a pre-trained base model (it has no chat template): it continues text but does "
@@ -64,6 +77,45 @@ NOT_FOUND_TEXT = (
     "I found nothing in your documents that is relevant enough to answer this, "
     "so I did not ask the model to guess."
 )
+
+
+@dataclass(frozen=True)
+class NoModel:
+    """Why there is no language model, and so what both front ends say about it.
+
+    "not installed": nothing to load; "not asked": extractive mode by choice (`ask
+    --no-model`, "No model" in the TUI's picker); "failed": the model could not be loaded
+    (`problem` says why: a corrupt models.json, llama-cpp-python missing, a broken file).
+    """
+
+    reason: NoModelReason
+    problem: str | None = None
+
+    @classmethod
+    def failed(cls, exc: BaseException) -> NoModel:
+        # Our errors are written for the user; anything else is named, so it can be reported.
+        from localrag.errors import LocalragError
+
+        problem = str(exc) if isinstance(exc, LocalragError) else f"{type(exc).__name__}: {exc}"
+        return cls("failed", problem.rstrip("."))
+
+    @property
+    def hint(self) -> str:
+        if self.reason == "not asked":
+            return NOT_ASKED_HINT
+        if self.reason == "failed":
+            return MODEL_FAILED_HINT.format(problem=self.problem or "unknown error")
+        return NO_MODEL_HINT
+
+    @property
+    def label(self) -> PassagesOnly:
+        """A few words for an answer's line of details (the TUI's turn)."""
+        labels: dict[NoModelReason, PassagesOnly] = {
+            "not installed": "no model",
+            "not asked": "no model chosen",
+            "failed": "model failed",
+        }
+        return labels[self.reason]
 
 
 @dataclass
@@ -232,11 +284,16 @@ class Answerer:
         embedder: Embedder,
         llm: LocalLLM | None = None,
         settings: AnswerSettings | None = None,
+        *,
+        no_model: NoModel | None = None,
     ) -> None:
         self.store = store
         self.retriever = Retriever(store, embedder)
         self.llm = llm
         self.settings = settings or AnswerSettings()
+        # Why `llm` is None, so the hint says what is true (not "none installed" after
+        # --no-model or a failed load); None means nothing was said: none is installed.
+        self.no_model = no_model or NoModel("not installed")
         # Paths reach the model from their folder's name: shorter, and no home folder leaks.
         self._roots = store.roots()
 
@@ -280,9 +337,10 @@ class Answerer:
             return self._extractive(question, search_query, shown, conversation, hint=None)
         if self.llm is None or self.llm.is_base_model:
             shown = relevant[: self.settings.extractive_passages]
-            answer = self._extractive(question, search_query, shown, conversation, NO_MODEL_HINT)
-            answer.passages_only = "no model"
-            if self.llm is not None:
+            answer = self._extractive(question, search_query, shown, conversation, hint=None)
+            if self.llm is None:
+                answer.hint, answer.passages_only = self.no_model.hint, self.no_model.label
+            else:
                 answer.hint = BASE_MODEL_HINT.format(file=self.llm.info.path.name)
                 answer.passages_only = "base model"
             return answer

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 from localrag.errors import ConfigError, LocalragError
 
 if TYPE_CHECKING:
-    from localrag.answer import Answer, AnswerSettings, Conversation
+    from localrag.answer import Answer, AnswerSettings, Conversation, NoModel
     from localrag.conversations import ConversationSummary, SavedTurn
     from localrag.embedder import Embedder
     from localrag.indexer import IndexEvent, IndexReport
@@ -81,6 +81,8 @@ class Assistant:
         self._settings = settings
         self.llm: LocalLLM | None = None
         self.model_name: str | None = None
+        # Why `llm` is None (None: nothing was loaded or chosen yet), for answers' hints.
+        self.no_model: NoModel | None = None
         self._store: Store | None = None
         self._reader: Store | None = None
         self._ask_lock = threading.Lock()
@@ -123,15 +125,31 @@ class Assistant:
         """Load `name` (or the default model) in place of the current one.
 
         Returns the model's name, or None when no model is installed (extractive mode).
-        A broken file raises ModelError and leaves no model loaded.
+        A broken file raises ModelError and leaves no model loaded; `no_model` then says why,
+        in the words `localrag ask` uses.
         """
+        from localrag.answer import NoModel
+
         with self._model_lock:
             self.unload_model()
             loader = self._llm_loader or self._load_installed
-            llm = loader(name)
+            try:
+                llm = loader(name)
+            except Exception as exc:  # llama.cpp raises plain errors for files it cannot load
+                self.no_model = NoModel.failed(exc)
+                raise
             self.llm = llm
+            self.no_model = NoModel("not installed") if llm is None else None
             self.model_name = None if llm is None else _model_label(name, llm)
             return self.model_name
+
+    def choose_no_model(self) -> None:
+        """Extractive mode by choice (`tui --no-model`, "No model" in the picker)."""
+        from localrag.answer import NoModel
+
+        with self._model_lock:
+            self.unload_model()
+            self.no_model = NoModel("not asked")
 
     def unload_model(self) -> None:
         llm, self.llm, self.model_name = self.llm, None, None
@@ -155,7 +173,9 @@ class Assistant:
             raise LocalragError("the embedding model is not loaded yet")
         with self._ask_lock:
             # A fresh Answerer per question sees folders added since the last one.
-            answerer = Answerer(self.store, self.embedder, self.llm, self._settings)
+            answerer = Answerer(
+                self.store, self.embedder, self.llm, self._settings, no_model=self.no_model
+            )
             return answerer.ask(question, conversation, generate=not search_only)
 
     def save_turn(self, conversation_id: int | None, answer: Answer, *, stopped: bool) -> int:
@@ -199,7 +219,8 @@ class Assistant:
         with self._read_lock:
             stats = self.reader.stats()
         return IndexStatus(
-            folders=[Folder(r, os.path.isdir(r)) for r in stats.roots],
+            # A root may be one file (`localrag index FILE`): present when it exists.
+            folders=[Folder(r, os.path.exists(r)) for r in stats.roots],
             documents=stats.documents,
             indexed=stats.indexed,
             chunks=stats.chunks,

@@ -82,6 +82,22 @@ class IndexReport:
         return self.added + self.updated + self.moved + self.deleted
 
 
+def indexable_path(path: Path | str) -> Path:
+    """`path` made absolute, if it can be a root: a folder, or one file.
+
+    A file is recorded as a root of its own (not its parent folder), so refreshing
+    everything (`localrag index` with no PATHS, `watch`, the TUI) keeps to that file and never
+    starts indexing the folder around it. A folder added later that holds it absorbs it
+    (`Store.add_root` folds nested roots together).
+    """
+    resolved = Path(path).expanduser().resolve()
+    if not resolved.exists():
+        raise ConfigError(f"does not exist: {resolved}")
+    if not (resolved.is_dir() or resolved.is_file()):
+        raise ConfigError(f"not a file or folder: {resolved}")
+    return resolved
+
+
 def content_hash(data: bytes) -> str:
     return hashlib.blake2b(data, digest_size=16).hexdigest()
 
@@ -141,23 +157,29 @@ class Indexer:
     # -- public -------------------------------------------------------------------------------
 
     def index(self, roots: Sequence[Path]) -> IndexReport:
-        """Index each root (adding it to the knowledge base) and return what happened."""
+        """Index each root, a folder or a file (adding it to the knowledge base), and return
+        what happened."""
         started = time.perf_counter()
         report = IndexReport()
         self._filters.clear()  # rule files may have changed since the last pass
-        targets: list[tuple[Root, list[FileEntry], set[str]]] = []
-        for root_path in roots:
-            root_path = Path(root_path).expanduser().resolve()
-            if not root_path.is_dir():
-                raise ConfigError(f"not a folder: {root_path}")
-            root = self.store.add_root(str(root_path))
-            targets.append((root, *self._scan(root, report)))
-        total = sum(len(entries) for _, entries, _ in targets)
+        # (root, its files, paths the walk failed on, the one file asked for or None: all)
+        targets: list[tuple[Root, list[FileEntry], set[str], str | None]] = []
+        for given in roots:
+            path = indexable_path(given)
+            root = self.store.add_root(str(path))
+            # A file inside a folder already indexed stays part of that folder (add_root
+            # folds it in): only this file is looked at, not the whole folder.
+            only = str(path) if root.path != str(path) and path.is_file() else None
+            targets.append((root, *self._scan(root, report, only), only))
+        total = sum(len(entries) for _, entries, _, _ in targets)
         self.on_event(IndexEvent("scanned", files_total=total))
         self._done = 0
         self._total = total
-        for root, entries, problem_paths in targets:
-            stored = self.store.documents_in_root(root.id)
+        for root, entries, problem_paths, only in targets:
+            if only is None:
+                stored = self.store.documents_in_root(root.id)
+            else:
+                stored = self.store.documents_at([only])
             self._index_root(root, entries, problem_paths, stored, report)
         if report.changed or report.failed or report.skipped:
             self.store.collect_garbage()  # only replaced or deleted files leave orphans
@@ -241,18 +263,27 @@ class Indexer:
         for root in roots:
             if root.id not in grouped:
                 continue
-            if not os.path.isdir(root.path):
+            if not os.path.exists(root.path):  # a folder, or a file indexed on its own
                 # An unmounted drive must not empty the index: keep everything until it is back.
-                report.problems.append((root.path, "folder is missing; its documents are kept"))
+                # Only a root that is one file has a document at its own path.
+                what = "file" if self.store.document(root.path) else "folder"
+                report.problems.append((root.path, f"{what} is missing; its documents are kept"))
                 continue
             result.append((root, list(grouped[root.id])))
         return result
 
-    def _scan(self, root: Root, report: IndexReport) -> tuple[list[FileEntry], set[str]]:
-        """The files to consider, and the paths the walk could not look at."""
+    def _scan(
+        self, root: Root, report: IndexReport, only: str | None = None
+    ) -> tuple[list[FileEntry], set[str]]:
+        """The files to consider (the root's, or the one file `only`), and the paths the walk
+        could not look at."""
         entries: list[FileEntry] = []
         problem_paths: set[str] = set()
-        for item in self._filter(root).walk():
+        rules = self._filter(root)
+        items = rules.walk() if only is None else [rules.check(only)]
+        for item in items:
+            if item is None:
+                continue  # the file asked for is one its folder's rules leave out
             if isinstance(item, WalkProblem):
                 problem_paths.add(item.path)
                 self._walk_problem(root, item, report)

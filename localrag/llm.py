@@ -170,6 +170,26 @@ _GGML_LEVELS = {0: logging.CRITICAL, 1: logging.INFO, 2: logging.WARNING, 3: log
 _log_callback: Any = None  # kept referenced: llama.cpp holds only a C pointer to it
 
 
+@contextmanager
+def llama_cpp_messages() -> Iterator[list[str]]:
+    """llama.cpp's messages while the block runs, all levels (a failure's reason is in them)."""
+    collected: list[str] = []
+
+    class Collect(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            collected.append(record.getMessage())
+
+    handler = Collect(logging.DEBUG)
+    level = LLAMA_CPP_LOG.level
+    LLAMA_CPP_LOG.setLevel(logging.DEBUG)
+    LLAMA_CPP_LOG.addHandler(handler)
+    try:
+        yield collected
+    finally:
+        LLAMA_CPP_LOG.removeHandler(handler)
+        LLAMA_CPP_LOG.setLevel(level)
+
+
 def _quiet_llama_cpp(llama_cpp: Any) -> None:
     global _log_callback
     if _log_callback is not None:

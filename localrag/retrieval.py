@@ -84,17 +84,21 @@ class SearchResult:
 
     @property
     def location(self) -> str:
-        """`p. 3`, `pp. 3-4`, `lines 10-24` or `line 7`: where to look in the file."""
-        c = self.chunk
-        if c.page_start is not None:
-            if c.page_end is not None and c.page_end != c.page_start:
-                return f"pp. {c.page_start}-{c.page_end}"
-            return f"p. {c.page_start}"
-        if c.line_start is not None:
-            if c.line_end is not None and c.line_end != c.line_start:
-                return f"lines {c.line_start}-{c.line_end}"
-            return f"line {c.line_start}"
-        return f"chars {c.char_start}-{c.char_end}"
+        """Where to look in the file: see `chunk_location`."""
+        return chunk_location(self.chunk)
+
+
+def chunk_location(c: ChunkHit) -> str:
+    """`p. 3`, `pp. 3-4`, `lines 10-24` or `line 7`: where to look in the file."""
+    if c.page_start is not None:
+        if c.page_end is not None and c.page_end != c.page_start:
+            return f"pp. {c.page_start}-{c.page_end}"
+        return f"p. {c.page_start}"
+    if c.line_start is not None:
+        if c.line_end is not None and c.line_end != c.line_start:
+            return f"lines {c.line_start}-{c.line_end}"
+        return f"line {c.line_start}"
+    return f"chars {c.char_start}-{c.char_end}"
 
 
 def clean_query(text: str) -> str:

@@ -81,6 +81,7 @@ def _ignored(path: str, is_dir: bool, rules: list[_Rules]) -> bool:
 
 class RootFilter:
     """Which files under one root get indexed: the whole tree, a sub-folder, or one path.
+    A root may also be a single file: then that file is all there is.
 
     Rule files are read once per folder and kept, so checking single paths (what the watcher
     does for every event) costs a `stat`; call `forget` when a rule file changes.
@@ -106,6 +107,11 @@ class RootFilter:
     def walk(self, folder: str | None = None) -> Iterator[FileEntry | WalkProblem]:
         """Yield the indexable files under `folder` (default: the whole root)."""
         start = self.root if folder is None else os.path.abspath(folder)
+        if start == self.root and not os.path.isdir(start):
+            only = self._root_file()  # a root that is one file (`localrag index FILE`)
+            if only is not None:
+                yield only
+            return
         context = self._context(start)
         if context is None:
             return
@@ -144,15 +150,33 @@ class RootFilter:
     def check(self, path: str) -> FileEntry | WalkProblem | None:
         """The entry for one file, or None when it is gone, a folder, or not to be indexed."""
         path = os.path.abspath(path)
+        if path == self.root:
+            return None if os.path.isdir(path) else self._root_file()
         parent, name = os.path.split(path)
         context = self._context(parent)
-        if context is None or path == self.root:
+        if context is None:
             return None
         rules = context[0] + self._rules_of(parent)
         found = self._judge(path, name, rules, os.path.islink(path), lambda: os.stat(path))
         return None if isinstance(found, str) else found
 
     # -- internals -----------------------------------------------------------------------------
+
+    def _root_file(self) -> FileEntry | WalkProblem | None:
+        """The root itself, when it is one file. The user named it, so the rules about names
+        (hidden, ignore files, binary extensions) do not apply: the parser says whether it
+        holds text. The index database never is indexed."""
+        if self.root in self._excluded:
+            return None
+        try:
+            st = os.stat(self.root)
+        except FileNotFoundError:
+            return None  # deleted, or an unmounted folder root
+        except OSError as exc:
+            return WalkProblem(self.root, _os_reason(exc, "file"))
+        if not stat.S_ISREG(st.st_mode):
+            return None
+        return FileEntry(self.root, st.st_size, st.st_mtime_ns)
 
     def _rules_of(self, folder: str) -> list[_Rules]:
         rules = self._own_rules.get(folder)

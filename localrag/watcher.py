@@ -45,7 +45,7 @@ from localrag.change_queue import ChangeQueue
 from localrag.config import IndexSettings
 from localrag.embedder import Embedder
 from localrag.errors import ConfigError, DiskFullError
-from localrag.indexer import Indexer, IndexEvent, IndexReport
+from localrag.indexer import Indexer, IndexEvent, IndexReport, indexable_path
 from localrag.paths import is_within, printable
 from localrag.store import Store
 from localrag.walker import database_files, is_excluded_name
@@ -310,9 +310,7 @@ class Watcher:
 
     def _register_roots(self, store: Store) -> list[str]:
         for folder in self.folders:
-            if not folder.is_dir():
-                raise ConfigError(f"not a folder: {folder}")
-            store.add_root(str(folder))
+            store.add_root(str(indexable_path(folder)))  # a folder, or one file
         roots = [r.path for r in store.roots()]
         if self.folders:
             # Only the roots holding the folders asked for (add_root may fold into a parent).
@@ -364,7 +362,11 @@ class Watcher:
                 self._fall_back(str(exc))
             else:
                 self.backend = _backend_name(observer)
-                missing = _unwatched_folders(self.roots) if self.backend == "inotify" else 0
+                missing = (
+                    _unwatched_folders(_watch_points(self.roots))
+                    if self.backend == "inotify"
+                    else 0
+                )
                 if not missing:
                     return observer
                 observer.stop()
@@ -382,8 +384,8 @@ class Watcher:
         )
         _WATCHDOG_LOG.addHandler(self._log_listener)
         handler = _Handler(self)
-        for root in self.roots:
-            observer.schedule(handler, root, recursive=True, event_filter=_EVENT_FILTER)
+        for folder, recursive in _watch_points(self.roots):
+            observer.schedule(handler, folder, recursive=recursive, event_filter=_EVENT_FILTER)
         observer.start()
 
     def _fall_back(self, why: str) -> None:
@@ -436,17 +438,33 @@ def _backend_name(observer: BaseObserver) -> str:
     return name or "native"
 
 
-def _unwatched_folders(roots: Sequence[str]) -> int:
+def _watch_points(roots: Sequence[str]) -> list[tuple[str, bool]]:
+    """(folder, recursive) to schedule: each folder root with everything below it, and for a
+    root that is one file its folder alone. Watching the folder rather than the file sees an
+    editor's save by renaming a new file over it; `_wanted` drops the folder's other files."""
+    points: dict[str, bool] = {}
+    for root in roots:
+        if os.path.isdir(root):
+            points[root] = True
+        else:
+            points.setdefault(os.path.dirname(root), False)
+    return list(points.items())
+
+
+def _unwatched_folders(points: Sequence[tuple[str, bool]]) -> int:
     """How many folders inotify is not watching (watchdog skips them silently at the limit).
 
-    Compares the folders under the roots, counted as watchdog walks them, with the inotify
-    watches this process holds (/proc/self/fdinfo). Linux only; 0 when it cannot tell.
+    Compares the folders scheduled, with those under the recursive ones counted as watchdog
+    walks them, with the inotify watches this process holds (/proc/self/fdinfo). Linux only;
+    0 when it cannot tell.
     """
     if not sys.platform.startswith("linux"):
         return 0
     wanted = 0
-    for root in roots:
+    for root, recursive in points:
         wanted += 1
+        if not recursive:
+            continue
         for folder, subfolders, _ in os.walk(root):
             wanted += sum(
                 1 for name in subfolders if not os.path.islink(os.path.join(folder, name))

@@ -49,6 +49,26 @@ def test_extractive_mode_shows_passages_with_sources_and_a_hint(store, embedder)
     assert [s.number for s in answer.cited] == [s.number for s in answer.sources]
 
 
+def test_the_hint_says_why_there_is_no_model(store, embedder) -> None:  # type: ignore[no-untyped-def]
+    """Extractive mode by choice, or after a failed load, must not claim none is installed."""
+    from localrag.answer import NoModel
+
+    question = "How long can new parents stay at home?"
+    chosen = Answerer(store, embedder, no_model=NoModel("not asked")).ask(question)
+    assert chosen.mode == "extractive" and "twenty weeks" in chosen.read()
+    assert chosen.hint is not None and "installed" not in chosen.hint
+    assert "no language model was asked for" in chosen.hint and "--no-model" in chosen.hint
+    assert chosen.passages_only == "no model chosen"
+    failed = NoModel.failed(LocalragError("models.json is corrupt"))
+    broken = Answerer(store, embedder, no_model=failed).ask(question)
+    assert broken.hint == failed.hint
+    assert broken.hint.startswith("The language model could not be loaded: models.json is corrupt")
+    assert broken.passages_only == "model failed"
+    # Anything else is named, so it can be reported.
+    assert "ValueError: bad" in NoModel.failed(ValueError("bad")).hint
+    assert Answerer(store, embedder).ask(question).passages_only == "no model"
+
+
 def test_nothing_relevant_says_so(store, embedder) -> None:  # type: ignore[no-untyped-def]
     answer = Answerer(store, embedder).ask("Who won the football world cup in 1998?")
     assert answer.read() == NOT_FOUND_TEXT

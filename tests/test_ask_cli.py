@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import json
 import shutil
+import sys
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner, Result
 
 from localrag.cli import cli
+from tests.helpers.gguf import write_gguf
 from tests.helpers.handbook import write_handbook
 
 
@@ -33,6 +35,23 @@ def installed_model(tmp_path: Path, models_env: Path, tiny_gguf, monkeypatch) ->
     result = run("models", "import", str(tiny_gguf["q4_k_m"]), "--name", "tiny")
     assert result.exit_code == 0, result.output
     return "tiny"
+
+
+@pytest.fixture
+def own_models(tmp_path: Path, models_env: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A models folder of this test's own (the embedder linked in), to install into or break."""
+    models = tmp_path / "own-models"
+    shutil.copytree(models_env / "embedders", models / "embedders", symlinks=True)
+    monkeypatch.setenv("LOCALRAG_MODELS_DIR", str(models))
+    return models
+
+
+@pytest.fixture
+def registered_model(own_models: Path, tmp_path: Path) -> str:
+    """A chat GGUF with a valid header, installed as the default (never loaded by these tests)."""
+    result = run("models", "import", str(write_gguf(tmp_path / "header-only.gguf")))
+    assert result.exit_code == 0, result.output
+    return "header-only"
 
 
 def test_without_a_model_ask_shows_passages_and_how_to_add_one(handbook: Path) -> None:
@@ -121,3 +140,57 @@ def test_asking_never_touches_the_network(handbook: Path, installed_model: str) 
         collection = run("ask", "Which files mention tapes?")
     assert generated.exit_code == 0 and collection.exit_code == 0
     assert attempts == []
+
+
+def test_no_model_flag_says_no_model_was_asked_for_not_that_none_is_installed(
+    handbook: Path, registered_model: str
+) -> None:
+    result = run("ask", "Where do visitors park?", "--no-model")
+    assert result.exit_code == 0, result.output
+    assert "facilities/parking.md" in result.stdout
+    assert "No language model is installed" not in result.output  # one is: it was not asked for
+    assert "no language model was asked for" in result.stderr
+    assert "--no-model" in result.stderr  # and how to have one answer
+    payload = json.loads(run("ask", "Where do visitors park?", "--no-model", "--json").stdout)
+    assert payload["mode"] == "extractive" and "was asked for" in payload["hint"]
+
+
+def _one_model_line(stderr: str) -> str:
+    lines = [line for line in stderr.splitlines() if "could not be loaded" in line]
+    assert len(lines) == 1, stderr
+    return lines[0]
+
+
+def test_a_corrupt_models_json_falls_back_to_passages_and_says_why(
+    handbook: Path, own_models: Path
+) -> None:
+    (own_models / "models.json").write_text("{this is not json")
+    result = run("ask", "Where do visitors park?")
+    assert result.exit_code == 0, result.output
+    assert "facilities/parking.md" in result.stdout  # the passages, as the TUI shows them
+    line = _one_model_line(result.stderr)
+    assert "models.json is corrupt" in line
+    assert "No language model is installed" not in result.output
+    payload = json.loads(run("ask", "Where do visitors park?", "--json").stdout)
+    assert payload["mode"] == "extractive" and "models.json is corrupt" in payload["hint"]
+
+
+def test_without_llama_cpp_ask_falls_back_to_passages_and_says_why(
+    handbook: Path, registered_model: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Not producible for real in the dev venv: a None entry makes `import llama_cpp` fail.
+    monkeypatch.setitem(sys.modules, "llama_cpp", None)
+    monkeypatch.setitem(sys.modules, "llama_cpp.llama", None)
+    result = run("ask", "Where do visitors park?")
+    assert result.exit_code == 0, result.output
+    assert "facilities/parking.md" in result.stdout
+    line = _one_model_line(result.stderr)
+    assert "needs llama-cpp-python" in line and "pip install" in line
+
+
+def test_a_question_with_no_words_is_a_usage_error(handbook: Path) -> None:
+    for question in ("", "?!..."):
+        result = CliRunner().invoke(cli, ["ask", question])
+        assert result.exit_code == 2, (question, result.output)
+        assert result.stdout == ""
+        assert "Usage:" in result.stderr

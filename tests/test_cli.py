@@ -56,12 +56,14 @@ def test_search_json_is_machine_readable(indexed):
     assert all("recipes/" in r["path"] for r in json.loads(out))
 
 
-def test_a_query_of_punctuation_alone_says_there_is_nothing_to_search_for(indexed):
-    code, out = run("search", "???")
-    assert code == 0
-    assert out.strip() == "Nothing to search for: the query has no words."
+def test_a_query_with_no_words_is_a_usage_error(indexed):
+    for query in ("", "???", " -- "):
+        result = CliRunner().invoke(cli, ["search", query])
+        assert result.exit_code == 2, (query, result.output)  # as click's own usage errors
+        assert result.stdout == ""
+        assert "Nothing to search for: the query has no words." in result.stderr
     code, out = run("search", "zzzqqqxxx unrelated nonsense", "--mode", "keyword")
-    assert out.strip() == "No matching passages."
+    assert code == 0 and out.strip() == "No matching passages."
 
 
 def test_status_reports_roots_counts_model_and_errors(indexed):
@@ -78,6 +80,93 @@ def test_status_reports_roots_counts_model_and_errors(indexed):
     assert data["indexed"] == 5 and data["errors"] == 1
     assert data["problems"][0]["path"].endswith("broken.pdf")
     assert data["db_bytes"] > 0
+
+
+@pytest.fixture
+def own_models(tmp_path: Path, models_root: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A models folder of this test's own, so installing a model touches no other test."""
+    import shutil
+
+    models = tmp_path / "own-models"
+    shutil.copytree(models_root / "embedders", models / "embedders", symlinks=True)
+    monkeypatch.setenv("LOCALRAG_MODELS_DIR", str(models))
+    return models
+
+
+def test_status_names_the_language_model_ask_would_use(indexed, own_models, tmp_path):
+    from tests.helpers.gguf import write_gguf
+
+    code, out = run("status")
+    assert code == 0
+    assert "none: answers are extractive" in " ".join(out.split())
+    assert json.loads(run("status", "--json")[1])["language_model"] is None
+
+    chat = write_gguf(tmp_path / "helper.gguf")
+    assert run("models", "import", str(chat))[0] == 0
+    out = " ".join(run("status")[1].split())
+    assert "helper (chat)" in out
+    model = json.loads(run("status", "--json")[1])["language_model"]
+    assert (model["name"], model["kind"], model["problem"]) == ("helper", "chat", None)
+    assert model["path"] == str(own_models / "helper.gguf")
+
+    base = write_gguf(tmp_path / "pretrained.gguf", chat_template=None, seed=3)
+    assert run("models", "import", str(base))[0] == 0
+    assert run("models", "default", "pretrained")[0] == 0
+    out = " ".join(run("status")[1].split())
+    assert "pretrained (base" in out and "helper" not in out
+    assert json.loads(run("status", "--json")[1])["language_model"]["kind"] == "base"
+
+    (own_models / "models.json").write_text("[broken")
+    code, out = run("status")
+    assert code == 0  # the index status still shows; the model line says what is wrong
+    assert "answers are extractive" in " ".join(out.split()) and "is corrupt" in out
+    model = json.loads(run("status", "--json")[1])["language_model"]
+    assert model["name"] is None and "corrupt" in model["problem"]
+
+
+def test_status_errors_says_when_no_file_was_skipped_or_failed(indexed):
+    code, out = run("status", "--errors")
+    assert code == 0
+    assert "No files were skipped or failed." in out
+    (indexed / "broken.pdf").write_bytes(b"%PDF-1.7 truncated")
+    run("index")
+    code, out = run("status", "--errors")
+    assert "broken.pdf" in out and "No files were skipped" not in out
+
+
+def test_index_accepts_a_single_file(tmp_path, models_env):
+    docs = tmp_path / "docs"
+    write_tree(docs)
+    notes = docs / "notes.md"
+    code, out = run("index", str(notes))
+    assert code == 0, out
+    assert "1 files: 1 added" in out  # the file alone, not its folder
+    data = json.loads(run("status", "--json")[1])
+    assert data["roots"] == [str(notes)] and data["indexed"] == 1
+    results = json.loads(run("search", "compost", "--json")[1])
+    assert {r["path"] for r in results} == {str(notes)}
+
+    # `index` with no PATHS refreshes the file (and nothing beside it).
+    with notes.open("a") as fh:
+        fh.write("\nThe worm bin behind the shed takes coffee grounds too.\n")
+    code, out = run("index")
+    assert code == 0 and "1 files: 0 added, 1 updated" in out
+    assert json.loads(run("search", "worm bin coffee grounds", "--json", "-k", "1")[1])
+
+    # A file inside a folder that is indexed stays part of that folder.
+    code, out = run("index", str(docs))
+    assert code == 0, out
+    assert json.loads(run("status", "--json")[1])["roots"] == [str(docs)]
+    code, out = run("index", str(docs / "docs" / "backup.rst"))
+    assert code == 0 and "1 files:" in out and "1 unchanged" in out
+    assert json.loads(run("status", "--json")[1])["roots"] == [str(docs)]
+
+
+def test_index_says_a_missing_path_does_not_exist(tmp_path, models_env):
+    missing = tmp_path / "gone.md"
+    code, out = run("index", str(missing))
+    assert code == 1
+    assert f"does not exist: {missing}" in out
 
 
 def test_eval_retrieval_prints_hit_rates_and_mrr(indexed, tmp_path):
@@ -107,7 +196,7 @@ def test_user_errors_are_one_line_not_tracebacks(tmp_path, models_env):
     assert code == 1
     assert "localrag index FOLDER" in out and "Traceback" not in out
     code, out = run("index", str(tmp_path / "missing-folder"))
-    assert code == 1 and "not a folder" in out
+    assert code == 1 and "does not exist" in out and "not a folder" not in out
 
 
 def test_missing_embedder_explains_how_to_get_one(tmp_path, monkeypatch):

@@ -322,9 +322,34 @@ def test_missing_root_is_a_clear_error_and_keeps_the_index(tmp_path, store, embe
     docs = tmp_path / "docs"
     write_tree(docs)
     Indexer(store, embedder).index([docs])
-    with pytest.raises(ConfigError, match="not a folder"):
+    with pytest.raises(ConfigError, match=r"does not exist: .*nope"):
         Indexer(store, embedder).index([tmp_path / "nope"])
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    with pytest.raises(ConfigError, match="not a file or folder"):
+        Indexer(store, embedder).index([fifo])
     assert store.stats().indexed == 5
+
+
+def test_a_file_is_a_root_of_its_own(tmp_path, store, embedder):
+    """Its folder is never walked: not when it is added, refreshed or updated by the watcher."""
+    docs = tmp_path / "docs"
+    write_tree(docs)
+    notes = docs / "notes.md"
+    indexer = Indexer(store, embedder)
+    report = indexer.index([notes])
+    assert (report.files_seen, report.added) == (1, 1)
+    assert [r.path for r in store.roots()] == [str(notes)]
+    assert list(store.documents_in_root(store.roots()[0].id)) == [str(notes)]
+    assert indexer.index([Path(r.path) for r in store.roots()]).unchanged == 1
+    notes.write_text("# Notes\n\nThe heron nests by the weir every spring.\n")
+    (docs / "beside.md").write_text("# Beside\n\nNot asked for.\n")
+    report, left = indexer.update([str(notes), str(docs / "beside.md")])
+    assert (report.updated, left) == (1, [])
+    assert store.stats().indexed == 1  # the file beside it is outside every root
+    notes.unlink()
+    report, _ = indexer.update([str(notes)])
+    assert report.problems == [(str(notes), "file is missing; its documents are kept")]
 
 
 def test_a_different_model_is_a_clear_error(tmp_path, store, embedder):

@@ -165,3 +165,28 @@ def test_a_base_model_is_imported_and_listed_as_one(models: Path, gemma_gguf: Pa
         ("gemma", False, "gemma3")
     ]
     assert "base" in run("list").output
+
+
+def test_reimporting_an_installed_file_says_so_and_keeps_its_source(
+    models: Path, src: Path
+) -> None:
+    original = write_gguf(src / "Alpha.gguf", seed=1)
+    assert run("import", str(original)).exit_code == 0
+    placed = models / "alpha.gguf"
+    for again in (placed, original):  # the file in its place, or where it came from
+        result = run("import", str(again))
+        assert result.exit_code == 0, result.output
+        assert "alpha is already installed" in result.output
+        assert "copied" not in result.output
+    (entry,) = ModelRegistry().entries()
+    assert entry.source == f"import:{original}"  # where it came from, not the models folder
+    assert sorted(p.name for p in models.glob("*.gguf")) == ["alpha.gguf"]
+
+
+def test_a_file_already_in_the_models_folder_is_registered_not_copied(models: Path) -> None:
+    models.mkdir()
+    placed = write_gguf(models / "Placed.gguf")
+    result = run("import", str(placed))
+    assert result.exit_code == 0, result.output
+    assert "registered where it is" in result.output and "copied" not in result.output
+    assert sorted(p.name for p in models.glob("*.gguf")) == ["Placed.gguf"]

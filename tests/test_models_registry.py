@@ -154,6 +154,25 @@ def test_same_file_under_another_name_is_refused(registry: ModelRegistry, src: P
     assert not (registry.dir / "b.gguf").exists()
 
 
+def test_an_installed_model_is_recognised_and_not_imported_again(
+    registry: ModelRegistry, src: Path, tmp_path: Path
+) -> None:
+    original = write_gguf(src / "a.gguf", seed=1)
+    entry = registry.import_file(original)
+    placed = registry.path_of(entry)
+    assert registry.holds(placed) and not registry.holds(original)
+    # The very file, or the same bytes under the name it would get: already installed.
+    assert registry.installed_as(placed) == entry
+    assert registry.installed_as(original) == entry
+    other = tmp_path / "other"
+    other.mkdir()
+    assert registry.installed_as(write_gguf(other / "a.gguf", seed=2)) is None  # other bytes
+    # Importing the installed file itself names the model it is, not a name clash.
+    with pytest.raises(ModelError, match="already installed as 'a'"):
+        registry.import_file(placed)
+    assert registry.entries() == [entry]  # its source still says where it came from
+
+
 def test_symlink_import(registry: ModelRegistry, src: Path) -> None:
     path = write_gguf(src / "a.gguf")
     entry = registry.import_file(path, mode="symlink")

@@ -6,7 +6,8 @@ host name from threads Python never sees, about ten seconds later. So each comma
 user runs it: a subprocess under `strace -f`, HOME in a fresh temp folder, and none of the
 opt-out or CI variables in its environment. (onnxruntime turns its telemetry off by itself when it
 sees CI=true; keeping that would hide a missing opt-out on a CI box.) `index` runs for 30 s and
-more, `watch` and the terminal app for 15 s, long enough for the lookup seen in issue 13.
+more, `watch`, the terminal app and the MCP server for 15 s, long enough for the lookup seen
+in issue 13.
 
 What counts as reaching the network:
 - connect, send, listen or accept on an IPv4/IPv6 socket, to any address, loopback included;
@@ -385,6 +386,32 @@ def test_terminal_app(strace: list[str], models_root: Path, tmp_path: Path) -> N
     run.write("\x11")  # ctrl+q
     traced = run.finish(timeout=30)
     assert traced.returncode == 0, run.tail()
+    traced.assert_offline()
+
+
+def test_mcp_server(strace: list[str], embedder, models_root: Path, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """`localrag mcp` under strace, serving the SDK's own stdio client (which is not traced)."""
+    from localrag.indexer import Indexer
+    from localrag.store import Store
+    from tests.helpers.mcp import McpClient
+
+    folder = write_handbook(tmp_path / "handbook")
+    db = tmp_path / "index.db"
+    with Store.open(db) as store:
+        Indexer(store, embedder).index([folder])
+    home = tmp_path / "home"
+    home.mkdir()
+    traced = Traced(home=home, log=tmp_path / "mcp.strace")
+    argv = [*strace, "-o", str(traced.log), *localrag("mcp", "--db", str(db), "--no-model")]
+    started = time.monotonic()
+    env = user_env(home, models_root)
+    with McpClient(argv, env, tmp_path / "server.err", cwd=ROOT) as client:
+        while time.monotonic() < started + LIVE_SECONDS:  # a client asking now and then
+            found = client.data("search", {"query": "How long is parental leave?"})
+            assert found["results"][0]["path"].endswith("leave.md")
+            asked = client.data("ask", {"question": "Where do visitors park?"})
+            assert asked["sources"][0]["path"].endswith("parking.md")
+            time.sleep(1.0)
     traced.assert_offline()
 
 

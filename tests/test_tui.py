@@ -406,6 +406,63 @@ def test_switching_models_from_the_picker(handbook, embedder, tiny_gguf) -> None
     run(scenario())
 
 
+def test_choosing_no_model_says_so_rather_than_that_none_is_installed(handbook, embedder) -> None:  # type: ignore[no-untyped-def]
+    from localrag.answer import NO_MODEL_HINT, NoModel
+    from localrag.tui.screens.pickers import ModelScreen
+
+    _, db = handbook
+    app = make_app(db, embedder, lambda name: None)  # nothing installed
+
+    async def scenario() -> None:
+        async with app.run_test(size=(120, 36)) as pilot:
+            await wait_ready(pilot)
+            # The words `localrag ask` uses, and true here: nothing is installed.
+            assert NO_MODEL_HINT in [n.message for n in app._notifications]
+            app.clear_notifications()
+            await pilot.press("f2")
+            await wait_for(pilot, lambda: isinstance(app.screen, ModelScreen))
+            await pilot.press("enter")  # the only entry: no model (extractive mode)
+            chosen = NoModel("not asked").hint
+            await wait_for(pilot, lambda: chosen in [n.message for n in app._notifications])
+            assert not any("installed" in n.message for n in app._notifications)
+            await ask(pilot, "Where do visitors park?")
+            (turn,) = app.conversation_view.turns
+            assert turn.data.mode == "extractive"
+            assert "no model chosen" in turn.meta_text
+
+    run(scenario())
+
+
+def test_a_corrupt_models_json_is_explained_as_ask_explains_it(
+    handbook, embedder, models_root: Path
+) -> None:  # type: ignore[no-untyped-def]
+    from click.testing import CliRunner
+
+    from localrag.cli import cli
+    from localrag.models.registry import ModelRegistry
+
+    _, db = handbook
+    registry = ModelRegistry()
+    shutil.copytree(models_root / "embedders", registry.dir / "embedders", symlinks=True)
+    registry.manifest_path.write_text("{not json")
+    app = make_app(db, embedder)  # the real loader, which reads models.json
+
+    async def scenario() -> list[str]:
+        async with app.run_test(size=(120, 36)) as pilot:
+            await wait_ready(pilot)
+            assert app.model_state == "failed"
+            await ask(pilot, "Where do visitors park?")
+            (turn,) = app.conversation_view.turns
+            assert turn.data.mode == "extractive" and "model failed" in turn.meta_text
+            return [n.message for n in app._notifications if "models.json" in n.message]
+
+    (said,) = run(scenario())
+    assert said.startswith("The language model could not be loaded: ")
+    result = CliRunner().invoke(cli, ["ask", "Where do visitors park?", "--db", str(db)])
+    assert result.exit_code == 0, result.output
+    assert said in result.stderr.splitlines()  # word for word, on one line
+
+
 def test_indexing_errors_are_listed(handbook, embedder) -> None:  # type: ignore[no-untyped-def]
     from localrag.tui.screens.problems import ProblemsScreen
 

@@ -23,8 +23,11 @@ def test_tui_help_lists_its_options() -> None:
 def test_tui_refuses_a_folder_that_is_not_there(tmp_path: Path) -> None:
     result = CliRunner().invoke(cli, ["tui", str(tmp_path / "missing"), "--db", "x.db"])
     assert result.exit_code == 2
-    assert "not a folder" in result.output
+    assert "does not exist" in result.output and "not a folder" not in result.output
     assert not (tmp_path / "x.db").exists()
+    (tmp_path / "notes.md").write_text("# Notes\n")
+    result = CliRunner().invoke(cli, ["tui", str(tmp_path / "notes.md"), "--db", "x.db"])
+    assert result.exit_code == 2 and "not a folder" in result.output
 
 
 def test_tui_py_is_the_same_command() -> None:

@@ -528,7 +528,7 @@ def test_stop_when_idle_and_a_missing_folder_is_a_clear_error(tmp_path, embedder
     assert h.events[-1].kind == "stopped"
 
     missing = Harness(tmp_path / "nope", tmp_path / "other.db", embedder, tmp_path)
-    with pytest.raises(ConfigError, match="not a folder"):
+    with pytest.raises(ConfigError, match="does not exist"):
         missing.start()
 
 
@@ -566,3 +566,32 @@ def test_database_given_as_a_relative_path_is_still_recognised(
     assert len(h.watcher.queue) == 0  # our own writes are not work
     h.watcher.record(FileModifiedEvent(str(docs / "notes.md")))
     assert len(h.watcher.queue) == 1
+
+
+def test_a_single_file_is_watched_without_its_folder(tmp_path, docs, embedder) -> None:
+    """`localrag index FILE` records the file as a root of its own; watching it follows that
+    file (edits, editors' rename-over saves) and nothing else in its folder."""
+    notes = docs / "notes.md"
+    h = Harness(notes, tmp_path / "one-file.db", embedder, tmp_path, debounce=0.1).start()
+    try:
+        h.wait_for(lambda e: e.kind == "watching")
+        assert h.file_statuses(notes) == ["added"]
+        since = h.mark()
+        write_paragraphs(docs / "beside.md", "heron")  # in the folder, not watched
+        with notes.open("a") as fh:
+            fh.write("\nLate note: the compost heap needs turning every fortnight.\n")
+        h.wait_for(lambda e: file_event(e, notes) == "updated", since)
+        since = h.mark()
+        temp = docs / "notes.md.tmp~"
+        temp.write_text(notes.read_text() + "\nThe heap is kept under a tarp in winter.\n")
+        temp.rename(notes)
+        h.wait_for(lambda e: file_event(e, notes) == "updated", since)
+        assert h.watcher.wait_idle(SETTLE_LIMIT)
+        with Store.open(h.db) as store:
+            assert [r.path for r in store.roots()] == [str(notes)]
+            assert store.stats().indexed == 1
+            hits = Retriever(store, embedder).search("compost heap under a tarp", k=1)
+            assert hits and hits[0].path == str(notes)
+        assert all(file_event(e, docs / "beside.md") is None for e in h.events)
+    finally:
+        h.stop()

@@ -5,7 +5,7 @@ one module per group of commands registers them on it (importing them below is w
 the commands exist); `ask_view` and `watch_view` show a streamed answer and watch events.
 """
 
-from localrag.cli import ask, evaluation, finetune, index, models  # noqa: F401 (registers)
+from localrag.cli import ask, evaluation, finetune, index, mcp, models  # noqa: F401 (registers)
 from localrag.cli.ask import tui
 from localrag.cli.base import cli, main
 

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import click
+from rich.text import Text
 
 from localrag.cli.base import (
     SEARCH_MODES,
@@ -20,7 +21,7 @@ from localrag.cli.base import (
     open_store,
     private_process,
 )
-from localrag.cli.views import print_search_results, search_results_json
+from localrag.cli.views import NO_WORDS_MESSAGE, print_search_results, search_results_json
 from localrag.errors import LocalragError
 from localrag.paths import from_here
 
@@ -60,8 +61,10 @@ def search(
 ) -> None:
     """Search the index by meaning and by keyword."""
     from localrag.embedder import load_embedder
-    from localrag.retrieval import Retriever
+    from localrag.retrieval import Retriever, has_words
 
+    if not has_words(query):  # nothing could match: a usage error, as click's own
+        raise click.UsageError(NO_WORDS_MESSAGE)
     with open_store(db, read_only=True) as store:
         retriever = Retriever(store, load_embedder(embedder_name))
         results = retriever.search(query, k, path_filter=path_filter, mode=mode)
@@ -129,10 +132,11 @@ def ask(
     Without QUESTION (or with --chat) it keeps a conversation going: follow-up questions
     like "and the second one?" are understood in context. Ctrl-D or an empty line ends it.
     """
-    from localrag.answer import Answerer, AnswerSettings, Conversation
+    from localrag.answer import Answerer, AnswerSettings, Conversation, NoModel
     from localrag.cli.ask_view import answer_json, print_answer
     from localrag.embedder import load_embedder
-    from localrag.llm import load_llm
+    from localrag.llm import LocalLLM, load_llm
+    from localrag.retrieval import has_words
 
     interactive = question is None or chat
     if question is None and not sys.stdin.isatty():
@@ -140,23 +144,34 @@ def ask(
         interactive = chat
     if not interactive and not question:
         raise click.UsageError("give a question, or run without one in a terminal to chat")
+    if not interactive and question and not has_words(question):
+        raise click.UsageError("the question has no words to search for")
     settings = AnswerSettings.from_config()
     with open_store(db, read_only=True) as store:
         embedder = load_embedder(embedder_name)
-        llm = None
+        llm: LocalLLM | None = None
+        why = NoModel("not asked") if no_model else None
         if not no_model:
-            with err_console.status("Loading the language model…"):
-                llm = load_llm(
-                    model_name,
-                    n_ctx=n_ctx,
-                    max_tokens=max_tokens,
-                    temperature=temperature,
-                    n_threads=n_threads,
-                    n_gpu_layers=n_gpu_layers,
-                )
-        answerer = Answerer(store, embedder, llm, settings)
+            try:
+                with err_console.status("Loading the language model…"):
+                    llm = load_llm(
+                        model_name,
+                        n_ctx=n_ctx,
+                        max_tokens=max_tokens,
+                        temperature=temperature,
+                        n_threads=n_threads,
+                        n_gpu_layers=n_gpu_layers,
+                    )
+            except LocalragError as exc:
+                if model_name is not None:
+                    raise  # the model the user named: stop, it is not there or broken
+                # The default model, as the TUI does: answer with passages, say why once.
+                why = NoModel.failed(exc)
+                err_console.print(Text(why.hint, style="yellow"), soft_wrap=True)
+        answerer = Answerer(store, embedder, llm, settings, no_model=why)
         conversation = Conversation()
-        hinted = False  # say how to add a model once, not after every answer
+        # Say how to add a model once, not after every answer (a failed load was just said).
+        hinted = why is not None and why.reason == "failed"
         try:
             while True:
                 if question:
@@ -239,7 +254,8 @@ def tui(
     private_process()  # `python tui.py` runs this command without the group
     for folder in folders:
         if not folder.is_dir():
-            raise click.BadParameter(f"not a folder: {folder}", param_hint="FOLDERS")
+            problem = "not a folder" if folder.exists() else "does not exist"
+            raise click.BadParameter(f"{problem}: {folder}", param_hint="FOLDERS")
     assistant = Assistant(
         db_path(db),
         embedder_name=embedder_name,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 import click
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -23,7 +23,7 @@ from localrag.cli.base import (
     max_file_size_option,
     open_store,
 )
-from localrag.cli.views import print_status, status_json
+from localrag.cli.views import LanguageModelStatus, print_status, status_json
 from localrag.errors import DiskFullError, LocalragError
 from localrag.paths import from_here
 
@@ -59,7 +59,11 @@ def index(
     reembed: bool,
     quiet: bool,
 ) -> None:
-    """Index folders (or, with no PATHS, re-index every folder already in the index)."""
+    """Index folders or single files (with no PATHS, refresh everything already indexed).
+
+    A file given on its own is kept on its own: refreshing later looks at that file, not at
+    the folder around it.
+    """
     from localrag.embedder import load_embedder
     from localrag.indexer import Indexer, IndexEvent
 
@@ -168,7 +172,7 @@ def watch(
     as_json: bool,
     quiet: bool,
 ) -> None:
-    """Keep folders indexed as files change (with no PATHS, every folder in the index).
+    """Keep folders (or single files) indexed as they change (no PATHS: all in the index).
 
     Catches up with whatever changed since the last run first, then indexes each change a
     moment after it is saved. Stop with Ctrl-C; nothing is lost if it is killed.
@@ -238,7 +242,27 @@ def status(db: Path | None, show_errors: bool, as_json: bool) -> None:
     with open_store(db, read_only=True) as store:
         stats = store.stats()
         problems = store.problems()
+    model = _language_model()
     if as_json:
-        click.echo(json.dumps(status_json(stats, problems, db_path(db)), indent=2))
+        click.echo(json.dumps(status_json(stats, problems, db_path(db), model), indent=2))
     else:
-        print_status(console, stats, problems, db_path(db), show_all=show_errors)
+        print_status(console, stats, problems, db_path(db), show_errors, model)
+
+
+def _language_model() -> LanguageModelStatus | None:
+    """The model `ask` would load without --model; None when none is installed."""
+    from localrag.models.registry import ModelRegistry
+
+    registry = ModelRegistry()
+    try:
+        entry = registry.entry_for_ask()
+    except LocalragError as exc:  # a corrupt models.json, or several and no default
+        return LanguageModelStatus(None, None, None, str(exc))
+    if entry is None:
+        return None
+    path = registry.path_of(entry)
+    kind: Literal["chat", "base"] | None = None  # None: recorded before localrag looked
+    if entry.chat is not None:
+        kind = "chat" if entry.chat else "base"
+    problem = None if path.is_file() else f"its file is missing: {path}"
+    return LanguageModelStatus(entry.name, kind, str(path), problem)

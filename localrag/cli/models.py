@@ -183,18 +183,31 @@ def models_import(file: Path, name: str | None, symlink: bool) -> None:
     """Install a local GGUF language model (works without network access).
 
     The file is checked first; it is copied into the models folder, or linked with --symlink.
+    A file already in the models folder is registered where it is. Importing a model that is
+    already installed changes nothing (its record, and where it came from, stay).
     """
     from localrag.models.registry import ModelRegistry
 
     registry = ModelRegistry()
-    with _transfer_bar("checking" if symlink else "copying") as report:
+    with _transfer_bar("checking") as report:
+        installed = registry.installed_as(file, name, progress=report)
+    if installed is not None and name in (None, installed.name):
+        where = from_here(str(registry.path_of(installed)))
+        console.print(f"{installed.name} is already installed: {where}")
+        return
+    in_place = registry.holds(file)
+    with _transfer_bar("checking" if symlink or in_place else "copying") as report:
         entry = registry.import_file(
             file, name=name, mode="symlink" if symlink else "copy", progress=report
         )
-    how = "linked" if symlink else "copied"
+    where = from_here(str(registry.path_of(entry)))
+    if in_place:  # nothing was copied or linked: the file was already in the folder
+        placed = f"registered where it is, {where}"
+    else:
+        placed = f"{'linked' if symlink else 'copied'} to {where}"
     console.print(
         f"Imported {entry.name} ({entry.architecture}, {entry.quantization}, "
-        f"{format_bytes(entry.size_bytes)}): {how} to {from_here(str(registry.path_of(entry)))}"
+        f"{format_bytes(entry.size_bytes)}): {placed}"
     )
     console.print(f"sha256 {entry.sha256}")
     if entry.chat is False:

@@ -7,8 +7,9 @@ Commands call the library and hand its results here; nothing here opens a store 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from rich.console import Console
 from rich.table import Table
@@ -86,19 +87,56 @@ def print_search_results(console: Console, results: Sequence[SearchResult], quer
 # -- status ---------------------------------------------------------------------------------------
 
 Problem = tuple[str, str, str]  # path, status ("skipped" | "error"), reason
+NO_PROBLEMS = "No files were skipped or failed."
+NO_LANGUAGE_MODEL = "none: answers are extractive"
 
 
-def status_json(stats: Stats, problems: Sequence[Problem], db: Path) -> dict[str, Any]:
+@dataclass(frozen=True)
+class LanguageModelStatus:
+    """The language model `ask` would load, as `status` shows it."""
+
+    name: str | None  # None when the models folder cannot say (see `problem`)
+    kind: Literal["chat", "base"] | None  # None: recorded before localrag looked
+    path: str | None
+    problem: str | None  # why `ask` could not load it: answers would be extractive
+
+
+def status_json(
+    stats: Stats,
+    problems: Sequence[Problem],
+    db: Path,
+    model: LanguageModelStatus | None,
+) -> dict[str, Any]:
     from dataclasses import asdict
 
     payload = asdict(stats)
     payload["db"] = str(db)
     payload["problems"] = [{"path": p, "status": s, "reason": r} for p, s, r in problems]
+    payload["language_model"] = None if model is None else asdict(model)
     return payload
 
 
+def language_model_line(model: LanguageModelStatus | None) -> str:
+    if model is None:
+        return NO_LANGUAGE_MODEL
+    if model.name is None:
+        return f"unavailable, so answers are extractive: {model.problem}"
+    kind = {"chat": "chat", "base": "base: answers are extractive", None: "kind not recorded"}
+    line = f"{model.name} ({kind[model.kind]})"
+    return (
+        f"{line}; cannot be used, so answers are extractive: {model.problem}"
+        if model.problem
+        else line
+    )
+
+
 def print_status(
-    console: Console, stats: Stats, problems: Sequence[Problem], db: Path, show_all: bool
+    console: Console,
+    stats: Stats,
+    problems: Sequence[Problem],
+    db: Path,
+    show_all: bool,
+    language_model: LanguageModelStatus | None,
 ) -> None:
     """The index in a few lines, then the failed files (or, with `show_all`, every file
     that was not indexed, skipped ones included)."""
@@ -118,10 +156,14 @@ def print_status(
         "Documents", f"{stats.indexed} indexed, {stats.skipped} skipped, {stats.errors} failed"
     )
     table.add_row("Chunks", f"{stats.chunks} ({stats.embeddings} distinct vectors)")
+    table.add_row("Language model", Text(language_model_line(language_model)))
     console.print(table)
     errors = [(p, s, r) for p, s, r in problems if s == "error"]
     shown = list(problems) if show_all else errors[:STATUS_ERRORS_SHOWN]
     if not shown:
+        if show_all:  # asked for the list: an empty one must say so, not print nothing
+            console.print()
+            console.print(NO_PROBLEMS)
         return
     console.print()
     console.print("[bold]Files not indexed:[/]" if show_all else "[bold yellow]Failed files:[/]")

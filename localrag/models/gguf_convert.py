@@ -8,10 +8,8 @@ No torch: safetensors are parsed directly, which also covers bf16 (numpy has no 
 
 from __future__ import annotations
 
-import contextlib
 import ctypes
 import functools
-import io
 import json
 import math
 import os
@@ -26,7 +24,7 @@ import gguf
 import numpy as np
 
 from localrag.errors import ModelError
-from localrag.llm import import_llama_cpp
+from localrag.llm import import_llama_cpp, llama_cpp_messages
 
 OUTTYPES = ("f32", "f16", "q8_0")
 
@@ -755,16 +753,15 @@ def quantize(src: Path, dest: Path, qtype: str) -> Path:
     params.nthread = os.cpu_count() or 1
     dest.parent.mkdir(parents=True, exist_ok=True)
     tmp = _temp_path(dest)
-    log = io.StringIO()
     try:
-        # llama.cpp logs every tensor through llama-cpp-python's callback, which writes to
-        # sys.stderr: kept here, and shown only when quantizing fails.
-        with contextlib.redirect_stderr(log):
+        # llama.cpp logs every tensor (to localrag's llama.cpp logger, never the terminal):
+        # kept here, and read only when quantizing fails.
+        with llama_cpp_messages() as log:
             failed = llama_cpp.llama_model_quantize(
                 str(src).encode(), str(tmp).encode(), ctypes.byref(params)
             )
         if failed or not tmp.is_file():
-            reason = _quantize_failure(log.getvalue())
+            reason = _quantize_failure("\n".join(log))
             raise ModelError(
                 f"llama.cpp could not quantize {src} to {qtype.upper()}: {reason} (the source "
                 "must be f32, f16 or bf16, and IQ types need an importance matrix)"

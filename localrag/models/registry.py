@@ -212,6 +212,42 @@ class ModelRegistry:
         manifest = self._load()
         return manifest.find(manifest.default) if manifest.default else None
 
+    def holds(self, path: str | Path) -> bool:
+        """Whether `path` lies in the models folder itself: `import_file` registers such a
+        file where it lies instead of copying it."""
+        return _same_file(Path(path).expanduser().absolute().parent, self.dir)
+
+    def installed_as(
+        self, path: str | Path, name: str | None = None, progress: Progress | None = None
+    ) -> ModelEntry | None:
+        """The installed model `path` already is, so importing it again changes nothing.
+
+        Either the very file of an entry (in the models folder, or the original a symlinked
+        model points at), or the same bytes as the entry that importing would name `name`
+        (default: from the file name), such as the download a copy was made from. Hashes
+        `path` only in that second case, and only when the sizes agree.
+        """
+        src = Path(path).expanduser().absolute()
+        manifest = self._load()
+        for entry in manifest.entries:
+            if _same_file(self.path_of(entry), src):
+                return entry
+        named = manifest.find(name or derive_name(src.name))
+        try:
+            same_size = named is not None and src.stat().st_size == named.size_bytes
+        except OSError:
+            return None
+        if named is not None and same_size and sha256_file(src, progress) == named.sha256:
+            return named
+        return None
+
+    def entry_for_ask(self) -> ModelEntry | None:
+        """The model `ask` loads without --model: the default, or the only one installed.
+
+        None when none is installed; ModelError when several are and none is the default.
+        """
+        return _implicit_choice(self._load())
+
     def path_of(self, entry: ModelEntry) -> Path:
         file = Path(entry.file)
         return file if file.is_absolute() else self.dir / file
@@ -275,6 +311,9 @@ class ModelRegistry:
         info = read_gguf_info(src)
         name = validate_name(name) if name is not None else derive_name(src.name)
         manifest = self._load()
+        same = next((e for e in manifest.entries if _same_file(self.path_of(e), src)), None)
+        if same is not None:  # before the name: "pick another name" would not help
+            raise ModelError(f"{src} is already installed as {same.name!r}")
         if manifest.find(name) is not None:
             raise ModelError(
                 f"a model named {name!r} is already installed; pick another with --name "
@@ -282,7 +321,7 @@ class ModelRegistry:
             )
         make_private_dir(self.dir)
         # A file already in the folder is registered where it lies, not copied beside itself.
-        in_place = _same_file(src.parent, self.dir)
+        in_place = self.holds(src)
         dest = src if in_place else self.dir / f"{name}.gguf"
         if in_place:
             sha = sha256_file(src, progress)

@@ -193,29 +193,35 @@ class LocalragApp(App[None]):
 
     # -- the model --------------------------------------------------------------------------------
 
-    def _load_model(self, name: str | None, use_model: bool) -> None:
-        """Worker thread: load a model (or none) and show the outcome."""
+    def _load_model(self, name: str | None, use_model: bool, *, picked: bool = False) -> None:
+        """Worker thread: load a model (or none) and show the outcome.
+
+        `picked`: chosen in the picker (f2), so "no model" is confirmed; at start-up
+        `--no-model` needs no toast, the status bar says it.
+        """
         self._model_settled.clear()
         self._ui(self._set_model_state, "loading", name)
         state = "failed"
         try:
-            loaded = self.assistant.load_model(name) if use_model else None
-            if not use_model:
-                self.assistant.unload_model()
+            if use_model:
+                loaded = self.assistant.load_model(name)
+            else:
+                self.assistant.choose_no_model()
+                loaded = None
             state = "ready" if loaded else "none"
-            if use_model and not loaded:
-                self._ui(
-                    self.notify,
-                    "No language model is installed, so answers are the best passages. "
-                    "Add one with `localrag models pull` or `localrag models import FILE.gguf`.",
-                    title="Extractive mode",
-                    timeout=10,
-                )
+            # Why there is no model, in the words `localrag ask` prints (NoModel.hint).
+            why = self.assistant.no_model
+            if why is not None and (picked or why.reason != "not asked"):
+                self._ui(self.notify, why.hint, title="Extractive mode", timeout=10)
         except Exception as exc:  # llama.cpp raises plain errors for files it cannot load
+            from localrag.answer import NoModel
+
+            failed = self.assistant.no_model  # set by load_model, with the problem
+            if failed is None or failed.reason != "failed":
+                failed = NoModel.failed(exc)
             self._ui(
                 self.notify,
-                f"{_describe(exc)}. Answers show the best passages until another model "
-                "is chosen (f2).",
+                failed.hint,
                 title="The model did not load",
                 severity="error",
                 timeout=20,
@@ -515,7 +521,7 @@ class LocalragApp(App[None]):
     def _switch_model(self, name: str | None, use_model: bool) -> None:
         try:
             self._wait(self._kb_opened)
-            self._load_model(name, use_model)
+            self._load_model(name, use_model, picked=True)
         except Closing:
             pass
 
