@@ -295,6 +295,15 @@ class LocalLLM:
             cut = cut[: int(len(cut) * 0.95)]
         return cut
 
+    def text_prompt(self, text: str) -> list[int]:
+        """Token ids of a plain completion prompt (for a base model, which has no chat
+        format): the text as text, after the BOS token where the vocabulary wants one."""
+        tokens = self._tokenize(text)
+        bos = self.llama.token_bos()
+        if self.llama._model.add_bos_token() and bos >= 0:
+            tokens.insert(0, bos)
+        return tokens
+
     def chat_prompt(self, messages: Sequence[dict[str, Any]]) -> ChatPrompt:
         """Render messages with the model's chat template into token ids.
 

@@ -808,3 +808,50 @@ def test_cli_help_shows_the_library_defaults() -> None:
     ):
         described = text.split(f"{option} ", 1)[1].split(" --", 1)[0]
         assert f"[default: {value}]" in described, option
+
+
+# -- a base model writes the data ---------------------------------------------------------------
+
+
+def test_quotable_spans_are_the_passages_sentences_and_clauses() -> None:
+    from localrag.finetune.dataset import quotable_spans
+
+    text = 'Members may borrow twelve items, for three weeks.\nLate   returns cost "20 cents".'
+    assert quotable_spans(text) == [
+        "Members may borrow twelve items",
+        "for three weeks.",
+        'Late returns cost "20 cents".',
+    ]
+    assert all(clean_quote(span, text) == span for span in quotable_spans(text))
+
+
+def test_a_base_model_writes_questions_with_verbatim_quotes(gemma_gguf: Path) -> None:
+    """Gemma 3 270M has no chat format: it is prompted with worked examples, and the grammar
+    lets it quote only the passage's own sentences and clauses."""
+    from types import SimpleNamespace
+
+    from localrag.finetune.dataset import _generate_pairs
+
+    passages = [
+        (
+            "Leave > Parental leave",
+            "New parents may take up to twenty weeks of paid leave, to be started within a "
+            'year of the birth or adoption. Tell your manager at least eight "working" weeks '
+            "before the leave starts.",
+        ),
+        (
+            "IT > VPN",
+            "Connect to the office network with the WireGuard client. Keys are rotated every "
+            "ninety days, and an expired key is replaced on request.",
+        ),
+    ]
+    llm = LocalLLM.load(gemma_gguf, LLMSettings(n_ctx=2048, temperature=0.0))
+    try:
+        for heading, text in passages:
+            pairs, unusable = _generate_pairs(llm, SimpleNamespace(heading=heading, text=text), 2)  # type: ignore[arg-type]
+            assert unusable == 0 and len(pairs) == 2
+            for pair in pairs:
+                assert clean_quote(pair.quote, text) is not None, pair.quote
+                assert pair.question.strip().endswith("?")
+    finally:
+        llm.close()

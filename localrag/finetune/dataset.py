@@ -197,16 +197,47 @@ _JSON_STRING = (
 )
 
 
-def qa_grammar(count: int) -> str:
-    """GBNF for a JSON list of exactly `count` {"question", "quote", "answer"} string objects."""
+def qa_grammar(count: int, quotes: Sequence[str] = ()) -> str:
+    """GBNF for a JSON list of exactly `count` {"question", "quote", "answer"} string objects.
+
+    With `quotes`, the quote can only be one of them (verbatim spans of the passage): a small
+    model asked to quote tends to paraphrase, and a paraphrase is no quote.
+    """
+    kinds = {"question": "string", "quote": "quote" if quotes else "string", "answer": "string"}
     fields = ' "," space '.join(
-        f'"\\"{name}\\"" space ":" space string' for name in ("question", "quote", "answer")
+        f'"\\"{name}\\"" space ":" space {kind}' for name, kind in kinds.items()
     )
     pairs = ' "," space '.join(["pair"] * count)
-    return (
+    grammar = (
         f'root ::= "[" space {pairs} space "]"\n'
         f'pair ::= "{{" space {fields} space "}}"\n' + _JSON_STRING
     )
+    if quotes:
+        choices = " | ".join(_gbnf_literal(json.dumps(q, ensure_ascii=False)) for q in quotes)
+        grammar += f"quote ::= {choices}\n"
+    return grammar
+
+
+def _gbnf_literal(text: str) -> str:
+    """`text` as a GBNF string literal."""
+    escaped = text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+    return f'"{escaped}"'
+
+
+# Where a passage may be cut into quotable spans: after a sentence, a clause or a list item.
+_SPAN_BREAK = re.compile(r"(?<=[.!?;:])\s+|\n+|,\s+(?=\S)")
+MAX_QUOTE_CHOICES = 48
+
+
+def quotable_spans(passage: str) -> list[str]:
+    """The passage's sentences and clauses long enough to be a quote, in order, each once,
+    whitespace collapsed (as `clean_quote` compares them)."""
+    spans: list[str] = []
+    for piece in _SPAN_BREAK.split(passage):
+        span = " ".join(piece.split()).strip(",")
+        if len(span) >= MIN_QUOTE_CHARS and span not in spans:
+            spans.append(span)
+    return spans[:MAX_QUOTE_CHOICES]
 
 
 def generation_messages(passage: str, heading: str, count: int) -> list[dict[str, Any]]:
@@ -222,6 +253,68 @@ def generation_messages(passage: str, heading: str, count: int) -> list[dict[str
         {"role": "system", "content": GENERATOR_PROMPT},
         {"role": "user", "content": [*where, passage, ask]},
     ]
+
+
+# A base model (no chat template) follows examples, not instructions: it is shown two
+# passages with their questions, quotes and answers, then the passage to ask about; the
+# grammar holds it to the same JSON.
+_SHOTS: tuple[tuple[str, str, tuple[tuple[str, str, str], ...]], ...] = (
+    (
+        "Library > Borrowing",
+        "Members may borrow up to twelve items at a time. Books are lent for three weeks and "
+        "can be renewed twice online, unless another member has reserved them. Late returns "
+        "cost 20 cents per item per day.",
+        (
+            (
+                "How many items can a member borrow at once?",
+                "up to twelve items at a time",
+                "Twelve items.",
+            ),
+            (
+                "What does it cost to return a book late?",
+                "20 cents per item per day",
+                "20 cents per item for each day it is late.",
+            ),
+            (
+                "Can a reserved book be renewed?",
+                "unless another member has reserved them",
+                "No: a book another member has reserved cannot be renewed.",
+            ),
+        ),
+    ),
+    (
+        "Boiler > Maintenance",
+        "Check the pressure gauge once a month; it should read between 1 and 1.5 bar when the "
+        "system is cold. If it falls below 1 bar, top up through the filling loop under the "
+        "boiler and close both valves afterwards.",
+        (
+            (
+                "What pressure should the boiler show when cold?",
+                "between 1 and 1.5 bar",
+                "Between 1 and 1.5 bar.",
+            ),
+            (
+                "How is the pressure topped up?",
+                "top up through the filling loop",
+                "Through the filling loop under the boiler, closing both valves afterwards.",
+            ),
+            ("How often should the gauge be checked?", "once a month", "Once a month."),
+        ),
+    ),
+)
+
+
+def completion_prompt(passage: str, heading: str, count: int) -> str:
+    """The few-shot text a base model continues with `count` triples about `passage`."""
+    blocks = []
+    for shot_heading, shot_passage, shot_pairs in _SHOTS:
+        pairs = [{"question": q, "quote": quote, "answer": a} for q, quote, a in shot_pairs[:count]]
+        blocks.append(
+            f"Section: {shot_heading}\nPassage: {shot_passage}\n"
+            f"Questions: {json.dumps(pairs, ensure_ascii=False)}\n"
+        )
+    where = f"Section: {heading}\n" if heading else ""
+    return "\n".join([*blocks, f"{where}Passage: {passage}\nQuestions:"])
 
 
 def parse_pairs(text: str, count: int) -> tuple[list[QAPair], int]:
@@ -266,7 +359,10 @@ def _uncite(text: str) -> str:
 def _generate_pairs(llm: LocalLLM, hit: ChunkHit, count: int) -> tuple[list[QAPair], int]:
     """Ask the model about one passage; returns parsed triples and the unusable count."""
     max_tokens = min(TOKENS_PER_PAIR * count, llm.n_ctx // 2)
-    base = len(llm.chat_prompt(generation_messages("", hit.heading, count)).tokens)
+    if llm.is_base_model:
+        base = len(llm.text_prompt(completion_prompt("", hit.heading, count)))
+    else:
+        base = len(llm.chat_prompt(generation_messages("", hit.heading, count)).tokens)
     room = llm.n_ctx - max_tokens - base
     if room < MIN_PASSAGE_TOKENS:
         raise LocalragError(
@@ -274,8 +370,13 @@ def _generate_pairs(llm: LocalLLM, hit: ChunkHit, count: int) -> tuple[list[QAPa
             "passage: use a model with a larger context or raise n_ctx"
         )
     text = llm.truncate(hit.text, room)
-    prompt = llm.chat_prompt(generation_messages(text, hit.heading, count))
-    output = llm.complete(prompt.tokens, max_tokens=max_tokens, grammar=qa_grammar(count))
+    if llm.is_base_model:
+        tokens = llm.text_prompt(completion_prompt(text, hit.heading, count))
+        grammar = qa_grammar(count, quotable_spans(text))
+    else:
+        tokens = llm.chat_prompt(generation_messages(text, hit.heading, count)).tokens
+        grammar = qa_grammar(count)
+    output = llm.complete(tokens, max_tokens=max_tokens, grammar=grammar)
     return parse_pairs(output, count)
 
 
