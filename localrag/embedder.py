@@ -14,6 +14,7 @@ input order.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 from collections.abc import Iterator, Sequence
@@ -90,6 +91,42 @@ def _char_batches(texts: Sequence[str], max_chars: int, max_texts: int) -> Itera
         chars += len(text)
     if batch:
         yield batch
+
+
+# Hashing model.onnx (90 MB for MiniLM, 436 MB for mpnet) took most of a cold `search`: a
+# stamp beside it records the file's identity when its hash last matched, so the hash is
+# computed again only when the file changed (any write moves ctime, which no tool sets back).
+VERIFIED_STAMP = ".localrag-verified.json"
+
+
+def _file_identity(path: Path) -> dict[str, int]:
+    st = path.stat()
+    return {
+        "size": st.st_size,
+        "mtime_ns": st.st_mtime_ns,
+        "ctime_ns": st.st_ctime_ns,
+        "inode": st.st_ino,
+        "device": st.st_dev,
+    }
+
+
+def _verified_before(onnx_path: Path, fingerprint: str) -> bool:
+    try:
+        stamp = json.loads((onnx_path.parent / VERIFIED_STAMP).read_text(encoding="utf-8"))
+        return bool(
+            stamp.get("sha256") == fingerprint and stamp.get("file") == _file_identity(onnx_path)
+        )
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
+def _remember_verified(onnx_path: Path, fingerprint: str) -> None:
+    """Best effort: a read-only model folder just means hashing on every load."""
+    from localrag.private_files import write_private_text
+
+    stamp = {"sha256": fingerprint, "file": _file_identity(onnx_path)}
+    with contextlib.suppress(OSError):
+        write_private_text(onnx_path.parent / VERIFIED_STAMP, json.dumps(stamp))
 
 
 def default_threads() -> int:
@@ -180,9 +217,11 @@ class FastEmbedder:
                 )
         onnx_path = model_dir / ONNX_FILE
         fingerprint = str(manifest["onnx_sha256"]).lower()
-        if verify:
+        if verify and not _verified_before(onnx_path, fingerprint):
             actual = sha256_file(onnx_path)
-            if actual != fingerprint:
+            if actual == fingerprint:
+                _remember_verified(onnx_path, fingerprint)
+            else:
                 raise EmbedderError(
                     f"{onnx_path} is damaged or was replaced: its sha256 is {actual[:16]}…, "
                     f"the manifest expects {fingerprint[:16]}…. "

@@ -247,3 +247,33 @@ def test_download_in_offline_mode_says_so(tmp_path: Path, monkeypatch) -> None:
 def test_unknown_download_name_is_refused(tmp_path: Path) -> None:
     with pytest.raises(EmbedderError, match="fastembed does not know"):
         download_embedder(tmp_path, name="nobody/no-such-model")
+
+
+def test_the_model_file_is_hashed_again_only_when_it_changed(
+    embedder_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Hashing model.onnx was most of a cold `search`; a changed file is still caught."""
+    import shutil
+
+    import localrag.embedder as embedder_module
+
+    model = tmp_path / "model"
+    shutil.copytree(embedder_dir, model, symlinks=False)
+    (model / embedder_module.VERIFIED_STAMP).unlink(missing_ok=True)
+    hashed: list[Path] = []
+    real_hash = embedder_module.sha256_file
+    monkeypatch.setattr(
+        embedder_module, "sha256_file", lambda path: hashed.append(path) or real_hash(path)
+    )
+    FastEmbedder(model)
+    stamp = model / embedder_module.VERIFIED_STAMP
+    assert len(hashed) == 1 and stamp.stat().st_mode & 0o077 == 0
+    FastEmbedder(model)
+    FastEmbedder(model)
+    assert len(hashed) == 1  # unchanged: trusted
+    with open(model / "model.onnx", "r+b") as onnx:  # changed in place: same inode, same size
+        onnx.seek(4096)
+        onnx.write(b"\x00" * 16)
+    with pytest.raises(EmbedderError, match=r"model\.onnx is damaged"):
+        FastEmbedder(model)
+    assert len(hashed) == 2
