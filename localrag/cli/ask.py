@@ -270,18 +270,37 @@ def tui(
                     store.add_root(str(folder.expanduser().resolve()))
         except LocalragError as exc:
             raise click.ClickException(str(exc)) from exc
-    app = LocalragApp(
-        assistant,
-        use_model=not no_model,
-        model_name=model_name,
-        watch=not no_watch,
-        polling=polling,
-        theme=theme,
-    )
+    from textual.app import InvalidThemeError
+
+    try:
+        app = LocalragApp(
+            assistant,
+            use_model=not no_model,
+            model_name=model_name,
+            watch=not no_watch,
+            polling=polling,
+            theme=theme,
+        )
+    except InvalidThemeError as exc:
+        assistant.close()
+        from textual.theme import BUILTIN_THEMES
+
+        known = ", ".join(sorted(BUILTIN_THEMES))
+        raise click.BadParameter(
+            f"no theme {theme!r}; known: {known}", param_hint="--theme"
+        ) from exc
     try:
         app.run()
     finally:
         assistant.close()
+    if app.return_code:  # it stopped on an error: one line here, the details in a private file
+        from localrag.tui.app import crash_log_path
+
+        error = app._exception
+        what = f"{type(error).__name__}: {error}" if error else "an unexpected error"
+        raise click.ClickException(
+            f"the terminal app stopped on {what} (details: {from_here(str(crash_log_path()))})"
+        )
 
 
 # -- finetune -------------------------------------------------------------------------------------

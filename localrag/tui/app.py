@@ -14,6 +14,7 @@ import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterable
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from textual import on, work
@@ -670,6 +671,23 @@ class LocalragApp(App[None]):
             # Counts while a big batch runs, at most twice a second (not a query per file).
             self._refresh_status()
 
+    def _print_error_renderables(self) -> None:
+        """Textual prints an unhandled error's traceback, with local variables (document text
+        among them), over the user's terminal when the app ends: keep it in a private file
+        instead, and let the command say in one line what happened and where that file is."""
+        if self._exit_renderables:
+            from rich.console import Console
+
+            from localrag.private_files import create_private_file
+
+            log = crash_log_path()
+            log.parent.mkdir(parents=True, exist_ok=True)
+            create_private_file(log)
+            with open(log, "w", encoding="utf-8") as out:
+                for renderable in self._exit_renderables:
+                    Console(file=out, width=120, color_system=None).print(renderable)
+        self._exit_renderables.clear()
+
     def _set_activity(self, activity: Activity) -> None:
         self.activity = activity
         self.status_bar.show_index(self.index_status, activity)
@@ -719,3 +737,10 @@ def _watch_event(kind: str, **fields: Any) -> WatchEvent:
 def _describe(exc: BaseException) -> str:
     """Our errors are written for the user; anything else is named, so it can be reported."""
     return str(exc) if isinstance(exc, LocalragError) else f"{type(exc).__name__}: {exc}"
+
+
+def crash_log_path() -> Path:
+    """Where the details of the terminal app's last unexpected stop are kept (owner-only)."""
+    from localrag.config import home_dir
+
+    return home_dir() / "tui-crash.log"
