@@ -63,3 +63,12 @@ def test_documents_open_in_the_viewer_and_text_needs_an_editor() -> None:
     assert open_command("/d/report.pdf", 3, None)[1:] == ["/d/report.pdf"]
     with pytest.raises(ValueError, match="EDITOR"):
         open_command("/d/a.md", 3, None)
+
+
+def test_the_welcome_text_wraps_to_the_pane_not_at_fixed_columns() -> None:
+    """Shown as plain text: a newline inside a sentence breaks the line at any pane width."""
+    from localrag.tui.widgets.conversation import WELCOME
+
+    paragraphs = WELCOME.strip().split("\n\n")
+    assert len(paragraphs) == 2
+    assert all("\n" not in paragraph for paragraph in paragraphs)

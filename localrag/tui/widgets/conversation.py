@@ -192,7 +192,7 @@ class TurnView(Vertical):
 WELCOME = """\
 Ask a question about your documents below. Answers cite their sources: [1], [2]…
 
-Keys: shift+tab goes to the answers, tab to the sources; there ↑/↓ pick an answer,
+Keys: shift+tab goes to the answers, tab to the sources; there ↑/↓ pick an answer, \
 1-9 show a cited source; esc stops an answer; ctrl+p lists every command.
 """
 
