@@ -1,15 +1,16 @@
-"""Text → vectors with fastembed, loaded only from a local folder so nothing is downloaded.
+"""Text → vectors with onnxruntime, loaded only from a local folder so nothing is downloaded.
 
-A model folder (made by `localrag.models.embedder_import`) holds `model.onnx`, the tokenizer files
-fastembed reads, and `localrag-embedder.json`, a manifest with the model's name, dimension,
-trained sequence length, pooling and sha256 fingerprints. The fingerprint of `model.onnx` is the
+A model folder (made by `localrag.models.embedder_import`) holds `model.onnx`, the tokenizer
+files, and `localrag-embedder.json`, a manifest with the model's name, dimension, trained
+sequence length, pooling and sha256 fingerprints. The fingerprint of `model.onnx` is the
 identity the store records, so an index is never queried with vectors from a different model.
+The folder is what fastembed reads too (its download path, `import-embedder --download`, makes
+one), but running it needs only onnxruntime and tokenizers.
 
-Throughput (docs/ARCHITECTURE.md §10): fastembed pads each batch to its longest text and, for
-MiniLM, truncates at 512 tokens although the model was trained on 256. Here the tokenizer
-truncates at the trained length and passages are sorted by token count before batching, so a
-batch holds texts of similar length and little padding is computed; the output is put back in
-input order.
+Throughput (docs/ARCHITECTURE.md §10): the tokenizer truncates at the trained length (MiniLM's
+files say 512, the model was trained on 256), and passages are sorted by token count before
+batching, so a batch holds texts of similar length and little padding is computed; the output
+is put back in input order.
 """
 
 from __future__ import annotations
@@ -30,7 +31,8 @@ from localrag.hashing import sha256_file
 
 MANIFEST_FILE = "localrag-embedder.json"
 ONNX_FILE = "model.onnx"
-# What fastembed's tokenizer loader reads; vocab.txt is kept when the source has one.
+# The tokenizer and its settings (fastembed reads the same); vocab.txt is kept when the source
+# has one.
 TOKENIZER_FILES = (
     "tokenizer.json",
     "tokenizer_config.json",
@@ -45,8 +47,6 @@ DEFAULT_BATCH_SIZE = 32
 # Characters and texts per tokenizer call when only counting (see _token_lengths).
 COUNT_BATCH_CHARS = 1 << 18
 COUNT_BATCH_TEXTS = 2048
-# fastembed models registered by localrag live under this prefix, apart from its built-in names.
-_REGISTRY_PREFIX = "localrag-local/"
 
 
 @dataclass(frozen=True)
@@ -172,28 +172,28 @@ def read_manifest(model_dir: Path) -> dict[str, Any]:
     return manifest
 
 
-def _register_with_fastembed(registered_name: str, dim: int, pooling: str) -> None:
-    """Tell fastembed how to pool our folder's output; its registry is process-wide."""
-    from fastembed import TextEmbedding
-    from fastembed.common.model_description import ModelSource, PoolingType
-
-    known = {m["model"].lower() for m in TextEmbedding.list_supported_models()}
-    if registered_name.lower() in known:
-        return
-    TextEmbedding.add_custom_model(
-        model=registered_name,
-        pooling=PoolingType.MEAN if pooling == "mean" else PoolingType.CLS,
-        normalization=True,
-        # Never used: the model is always loaded from specific_model_path.
-        sources=ModelSource(hf="localrag/local-only"),
-        dim=dim,
-        model_file=ONNX_FILE,
-        description="localrag local embedder",
-    )
+def _pad_token(model_dir: Path, tokenizer: Any) -> tuple[str, int]:
+    """The padding token as the model folder names it (config files), else BERT's."""
+    names: list[str] = []
+    for config_file in ("tokenizer_config.json", "special_tokens_map.json"):
+        path = model_dir / config_file
+        if path.is_file():
+            with contextlib.suppress(OSError, ValueError):
+                value = json.loads(path.read_text(encoding="utf-8")).get("pad_token")
+                if isinstance(value, dict):  # {"content": "<pad>", ...}
+                    value = value.get("content")
+                if isinstance(value, str):
+                    names.append(value)
+    for name in [*names, "[PAD]", "<pad>"]:
+        token_id = tokenizer.token_to_id(name)
+        if token_id is not None:
+            return name, int(token_id)
+    return "[PAD]", 0
 
 
 class FastEmbedder:
-    """An Embedder on fastembed.TextEmbedding, loaded offline from a localrag model folder."""
+    """An Embedder on onnxruntime, loaded offline from a localrag model folder (the name is
+    historical: it ran through fastembed until its import cost was measured)."""
 
     def __init__(
         self,
@@ -249,45 +249,44 @@ class FastEmbedder:
         if self.max_tokens <= 0:
             raise EmbedderError(f"{model_dir / MANIFEST_FILE}: max_seq_length is too small.")
 
-        self._model = self._load_fastembed(model_dir, manifest)
-        self._limit_truncation()
+        self._load_session(model_dir, manifest)
         self._check_output_dim(onnx_path)
 
-    def _load_fastembed(self, model_dir: Path, manifest: dict[str, Any]) -> Any:
-        """Build the fastembed model from the folder alone; nothing may be fetched."""
+    def _load_session(self, model_dir: Path, manifest: dict[str, Any]) -> None:
+        """The ONNX model in onnxruntime and its tokenizer, from the folder alone.
+
+        Run directly rather than through fastembed, whose import (it brings the Hugging Face
+        hub client, requests and its image models) took 0.6 s of every cold `localrag search`;
+        what it did is a tokenizer call, one session run and pooling, below. Vectors agree
+        with fastembed's to a cosine of 1 - 1e-6 (tests/test_embedder.py).
+        """
+        import onnxruntime as ort
+        from tokenizers import Tokenizer
+
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = self.threads
+        options.inter_op_num_threads = 1
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        onnx_path = model_dir / ONNX_FILE
         try:
-            from fastembed import TextEmbedding
-        except ImportError as exc:  # pragma: no cover - fastembed is a core dependency
-            raise EmbedderError(f"fastembed is not installed: {exc}") from exc
-        registered = f"{_REGISTRY_PREFIX}{self.identity.name}-{self.identity.fingerprint[:12]}"
-        _register_with_fastembed(registered, self.identity.dim, manifest.get("pooling", "mean"))
-        try:
-            return TextEmbedding(
-                model_name=registered,
-                specific_model_path=str(model_dir),
-                # fastembed creates its cache folder even when unused; this one already exists.
-                cache_dir=str(model_dir),
-                local_files_only=True,
-                threads=self.threads,
+            session = ort.InferenceSession(
+                str(onnx_path), sess_options=options, providers=["CPUExecutionProvider"]
             )
         except Exception as exc:
             raise EmbedderError(
-                f"Cannot load the embedding model {model_dir / ONNX_FILE}: {exc}. "
+                f"Cannot load the embedding model {onnx_path}: {exc}. "
                 "The file may be damaged; re-create it with `localrag models import-embedder`."
             ) from exc
-
-    def _limit_truncation(self) -> None:
-        """Truncate at the trained length even if tokenizer_config.json says more (MiniLM: 512)."""
-        tokenizer = getattr(getattr(self._model, "model", None), "tokenizer", None)
-        if tokenizer is None:
-            # fastembed loads the tokenizer with the session; our tokenizer_config.json already
-            # carries the right model_max_length, so this only guards folders edited by hand.
-            return
-        current = tokenizer.truncation or {}
-        if current.get("max_length") != self.max_seq_length:
-            tokenizer.enable_truncation(
-                max_length=self.max_seq_length, direction=current.get("direction", "right")
-            )
+        tokenizer = Tokenizer.from_file(str(model_dir / "tokenizer.json"))
+        # At most the trained length (tokenizer files may say more: MiniLM's say 512), and
+        # each batch padded to its own longest text.
+        tokenizer.enable_truncation(max_length=self.max_seq_length)
+        pad_token, pad_id = _pad_token(model_dir, tokenizer)
+        tokenizer.enable_padding(pad_id=pad_id, pad_token=pad_token)
+        self._session = session
+        self._inputs = {i.name for i in session.get_inputs()}
+        self._tokenizer = tokenizer
+        self._pooling = str(manifest.get("pooling", "mean"))
 
     def _check_output_dim(self, onnx_path: Path) -> None:
         """One tiny call: catches a manifest/model mismatch at load, not mid-index."""
@@ -325,9 +324,21 @@ class FastEmbedder:
         return lengths
 
     def _embed_batch(self, texts: list[str]) -> np.ndarray:
-        """One model call; fastembed pools and L2-normalises."""
-        rows = list(self._model.embed(texts, batch_size=len(texts)))
-        return np.asarray(rows, dtype=np.float32).reshape(len(texts), -1)
+        """One model call: tokens in, pooled and L2-normalised vectors out."""
+        encodings = self._tokenizer.encode_batch(texts)
+        ids = np.array([e.ids for e in encodings], dtype=np.int64)
+        mask = np.array([e.attention_mask for e in encodings], dtype=np.int64)
+        feeds = {"input_ids": ids, "attention_mask": mask}
+        if "token_type_ids" in self._inputs:
+            feeds["token_type_ids"] = np.array([e.type_ids for e in encodings], dtype=np.int64)
+        hidden = np.asarray(self._session.run(None, feeds)[0], dtype=np.float32)
+        if self._pooling == "cls":
+            pooled = hidden[:, 0]
+        else:  # the mean over the text's tokens, padding left out
+            weights = mask[..., None].astype(np.float32)
+            pooled = (hidden * weights).sum(axis=1) / np.maximum(weights.sum(axis=1), 1e-9)
+        norms = np.linalg.norm(pooled, axis=1, keepdims=True)
+        return (pooled / np.maximum(norms, 1e-12)).astype(np.float32)
 
     def embed_passages(self, texts: Sequence[str]) -> np.ndarray:
         """float32 (n, dim), unit length, row i for texts[i]; batched by similar length."""

@@ -277,3 +277,35 @@ def test_the_model_file_is_hashed_again_only_when_it_changed(
     with pytest.raises(EmbedderError, match=r"model\.onnx is damaged"):
         FastEmbedder(model)
     assert len(hashed) == 2
+
+
+def test_vectors_match_fastembed_on_the_same_folder(embedder_dir: Path) -> None:
+    """localrag runs the ONNX model itself (fastembed's import cost 0.6 s a command); the
+    vectors must stay what fastembed gives for the same folder, or old indexes would drift."""
+    from fastembed import TextEmbedding
+    from fastembed.common.model_description import ModelSource, PoolingType
+
+    manifest = _manifest(embedder_dir)
+    name = f"localrag-test/{manifest['onnx_sha256'][:12]}"
+    if name.lower() not in {m["model"].lower() for m in TextEmbedding.list_supported_models()}:
+        TextEmbedding.add_custom_model(
+            model=name,
+            pooling=PoolingType.MEAN,
+            normalization=True,
+            sources=ModelSource(hf="localrag/local-only"),
+            dim=manifest["dim"],
+            model_file="model.onnx",
+        )
+    reference = TextEmbedding(
+        model_name=name,
+        specific_model_path=str(embedder_dir),
+        cache_dir=str(embedder_dir),
+        local_files_only=True,
+    )
+    reference.model.tokenizer.enable_truncation(max_length=manifest["max_seq_length"])
+    texts = [*PARITY_SENTENCES, "x", "Ünïcödé, emoji 🙂 and\ttabs", "[PAD] [CLS] <pad>"]
+    expected = np.array(list(reference.embed(texts, batch_size=len(texts))))
+    ours = FastEmbedder(embedder_dir).embed_passages(texts)
+    assert ours.shape == expected.shape
+    assert float(np.min(np.sum(ours * expected, axis=1))) > 0.999999
+    assert np.allclose(np.linalg.norm(ours, axis=1), 1.0, atol=1e-5)
