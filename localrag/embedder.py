@@ -202,7 +202,12 @@ class FastEmbedder:
         *,
         batch_size: int = DEFAULT_BATCH_SIZE,
         verify: bool = True,
+        lazy: bool = False,
     ) -> None:
+        """`lazy` starts the model at the first embedding instead of now: for `localrag index`,
+        which on an unchanged folder embeds nothing (onnxruntime and its session are a third
+        of a second). The files are checked now either way; a model that then fails to run
+        fails the first embedding, before anything of that batch is stored."""
         model_dir = Path(model_dir).expanduser().resolve()
         self.model_dir = model_dir
         if not model_dir.is_dir():
@@ -249,8 +254,13 @@ class FastEmbedder:
         if self.max_tokens <= 0:
             raise EmbedderError(f"{model_dir / MANIFEST_FILE}: max_seq_length is too small.")
 
-        self._load_session(model_dir, manifest)
-        self._check_output_dim(onnx_path)
+        self._session: Any = None
+        if not lazy:
+            self._start()
+
+    def _start(self) -> None:
+        self._load_session(self.model_dir, self.manifest)
+        self._check_output_dim(self.model_dir / ONNX_FILE)
 
     def _load_session(self, model_dir: Path, manifest: dict[str, Any]) -> None:
         """The ONNX model in onnxruntime and its tokenizer, from the folder alone.
@@ -325,6 +335,8 @@ class FastEmbedder:
 
     def _embed_batch(self, texts: list[str]) -> np.ndarray:
         """One model call: tokens in, pooled and L2-normalised vectors out."""
+        if self._session is None:
+            self._start()
         encodings = self._tokenizer.encode_batch(texts)
         ids = np.array([e.ids for e in encodings], dtype=np.int64)
         mask = np.array([e.attention_mask for e in encodings], dtype=np.int64)
@@ -403,9 +415,13 @@ def load_embedder(
     threads: int | None = None,
     *,
     verify: bool = True,
+    lazy: bool = False,
 ) -> FastEmbedder:
     """The embedder the user asked for (default: config.DEFAULT_EMBEDDER), offline.
 
-    verify=False skips re-hashing model.onnx (~0.1-0.3 s) and trusts the manifest's fingerprint.
+    verify=False skips re-hashing model.onnx (~0.1-0.3 s) and trusts the manifest's fingerprint;
+    lazy=True starts the model at its first embedding (see FastEmbedder).
     """
-    return FastEmbedder(resolve_embedder_dir(name_or_dir), threads=threads, verify=verify)
+    return FastEmbedder(
+        resolve_embedder_dir(name_or_dir), threads=threads, verify=verify, lazy=lazy
+    )

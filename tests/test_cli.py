@@ -323,3 +323,34 @@ def test_a_passage_size_too_small_is_refused_by_the_option(tmp_path: Path) -> No
     assert result.exit_code == 2
     assert "--chunk-tokens" in result.output and ">=8" in result.output
     assert not (tmp_path / "i.db").exists()
+
+
+def test_an_unchanged_index_run_never_starts_the_model(tmp_path: Path, models_env: Path) -> None:
+    """Nothing to embed, so onnxruntime is not even imported (a third of a second a run)."""
+    import subprocess
+    import sys
+
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "a.md").write_text("# Title\n\nSome words about compost.\n")
+    db = str(tmp_path / "i.db")
+    code = (
+        "import sys\n"
+        "from click.testing import CliRunner\n"
+        "from localrag.cli import cli\n"
+        f"result = CliRunner().invoke(cli, ['index', {str(docs)!r}, '--db', {db!r}, '-q'])\n"
+        "assert result.exit_code == 0, result.output\n"
+        "print(result.output.strip().splitlines()[-1])\n"
+        "print('onnxruntime' in sys.modules)\n"
+    )
+    first = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=300
+    )
+    assert first.returncode == 0, first.stderr
+    assert first.stdout.split("\n")[:2][1] == "True"  # a new file: the model ran
+    again = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=300
+    )
+    assert again.returncode == 0, again.stderr
+    summary, imported = again.stdout.strip().split("\n")[-2:]
+    assert "1 unchanged" in summary and imported == "False"

@@ -309,3 +309,20 @@ def test_vectors_match_fastembed_on_the_same_folder(embedder_dir: Path) -> None:
     assert ours.shape == expected.shape
     assert float(np.min(np.sum(ours * expected, axis=1))) > 0.999999
     assert np.allclose(np.linalg.norm(ours, axis=1), 1.0, atol=1e-5)
+
+
+def test_a_lazy_embedder_starts_the_model_at_its_first_embedding(
+    embedder_dir: Path, tmp_path: Path
+) -> None:
+    lazy = FastEmbedder(embedder_dir, lazy=True)
+    assert lazy.count_tokens("counting needs only the tokenizer") > 0
+    eager = FastEmbedder(embedder_dir)
+    texts = ["A quiet harbour at dawn.", "Invoices are paid within thirty days."]
+    assert np.allclose(lazy.embed_passages(texts), eager.embed_passages(texts), atol=1e-6)
+    # A model that cannot run is refused at the first embedding, with the same message.
+    broken = link_model_copy(embedder_dir, tmp_path / "broken")
+    (broken / "model.onnx").unlink()
+    (broken / "model.onnx").write_bytes(b"\x00garbage" * 100)
+    late = FastEmbedder(broken, verify=False, lazy=True)
+    with pytest.raises(EmbedderError, match=r"Cannot load the embedding model .*model\.onnx"):
+        late.embed_query("anything")

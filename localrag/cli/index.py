@@ -74,7 +74,8 @@ def index(
             raise LocalragError(
                 "nothing to index: give a folder, e.g. `localrag index ~/Documents`"
             )
-        embedder = load_embedder(embedder_name)
+        # Lazy: on an unchanged folder nothing is embedded, so the model never starts.
+        embedder = load_embedder(embedder_name, lazy=True)
         if reembed:
             store.reset_embeddings()
         progress = Progress(
