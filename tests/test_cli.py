@@ -354,3 +354,46 @@ def test_an_unchanged_index_run_never_starts_the_model(tmp_path: Path, models_en
     assert again.returncode == 0, again.stderr
     summary, imported = again.stdout.strip().split("\n")[-2:]
     assert "1 unchanged" in summary and imported == "False"
+
+
+def test_forget_removes_a_folder_and_its_text_but_not_its_files(
+    tmp_path: Path, models_env: Path
+) -> None:
+    keep, drop = tmp_path / "keep", tmp_path / "drop"
+    keep.mkdir()
+    drop.mkdir()
+    (keep / "a.md").write_text("# Garden\n\nThe compost heap is turned weekly.\n")
+    (drop / "b.md").write_text("# Secret\n\nThe zqxjvortexmarker project is cancelled.\n")
+    db = tmp_path / "i.db"
+    runner = CliRunner()
+    assert runner.invoke(cli, ["index", str(keep), str(drop), "--db", str(db), "-q"]).exit_code == 0
+    result = runner.invoke(cli, ["forget", str(drop), "--db", str(db)])
+    assert result.exit_code == 0, result.output
+    assert "Forgot" in result.output and (drop / "b.md").exists()
+    found = runner.invoke(cli, ["search", "zqxjvortexmarker", "--db", str(db), "--json"])
+    assert all("zqxjvortexmarker" not in r["text"] for r in json.loads(found.output))
+    assert b"zqxjvortexmarker" not in db.read_bytes()  # deleted, not left in free pages
+    status = runner.invoke(cli, ["status", "--db", str(db), "--json"])
+    assert json.loads(status.output)["roots"] == [str(keep.resolve())]
+    unknown = runner.invoke(cli, ["forget", str(tmp_path / "other"), "--db", str(db)])
+    assert unknown.exit_code == 1 and "is not in the index" in unknown.output
+
+
+def test_a_refresh_keeps_a_missing_folder_and_says_how_to_forget_it(
+    tmp_path: Path, models_env: Path
+) -> None:
+    here, gone = tmp_path / "here", tmp_path / "gone"
+    here.mkdir()
+    gone.mkdir()
+    (here / "a.md").write_text("# Garden\n\nThe compost heap is turned weekly.\n")
+    (gone / "b.md").write_text("# Drive\n\nBackup tapes are rotated every quarter.\n")
+    db = tmp_path / "i.db"
+    runner = CliRunner()
+    assert runner.invoke(cli, ["index", str(here), str(gone), "--db", str(db), "-q"]).exit_code == 0
+    (gone / "b.md").unlink()
+    gone.rmdir()  # an unmounted drive looks the same
+    result = runner.invoke(cli, ["index", "--db", str(db), "-q"])
+    assert result.exit_code == 0, result.output
+    assert "is missing; its passages are kept" in result.output and "forget" in result.output
+    found = runner.invoke(cli, ["search", "backup tapes", "--db", str(db), "--json"])
+    assert any("Backup tapes" in r["text"] for r in json.loads(found.output))

@@ -74,6 +74,16 @@ def index(
             raise LocalragError(
                 "nothing to index: give a folder, e.g. `localrag index ~/Documents`"
             )
+        if not paths:  # a refresh: a folder that is gone (unmounted?) keeps its passages
+            for gone in [r for r in roots if not r.exists()]:
+                err_console.print(
+                    f"[yellow]{from_here(str(gone))} is missing; its passages are kept[/] "
+                    f"(`localrag forget {from_here(str(gone))}` removes them).",
+                    soft_wrap=True,
+                )
+                roots.remove(gone)
+            if not roots:
+                raise LocalragError("every folder in the index is missing: nothing to refresh")
         # Lazy: on an unchanged folder nothing is embedded, so the model never starts.
         embedder = load_embedder(embedder_name, lazy=True)
         if reembed:
@@ -267,3 +277,25 @@ def _language_model() -> LanguageModelStatus | None:
         kind = "chat" if entry.chat else "base"
     problem = None if path.is_file() else f"its file is missing: {path}"
     return LanguageModelStatus(entry.name, kind, str(path), problem)
+
+
+@cli.command()
+@click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
+@db_option
+def forget(paths: tuple[Path, ...], db: Path | None) -> None:
+    """Remove folders (or files indexed on their own) from the index.
+
+    Their passages and vectors are deleted from the database (securely: the text does not
+    stay in free pages or the WAL); the files themselves are not touched.
+    """
+    with open_store(db, read_only=False) as store:
+        known = {r.path for r in store.roots()}
+        for path in paths:
+            root = str(path.expanduser().resolve())  # resolved as `index` recorded it
+            if root not in known:
+                listed = ", ".join(from_here(k) for k in sorted(known)) or "none"
+                raise LocalragError(f"{from_here(root)} is not in the index (it holds: {listed})")
+            store.remove_root(root)
+            console.print(f"Forgot {from_here(root)}; its files were not touched.")
+        store.collect_garbage()  # vectors no other file shares
+        store.checkpoint()
