@@ -250,9 +250,7 @@ class Assistant:
         """Forget a folder and everything indexed from it (the files themselves are untouched)."""
         self.stop_watching()
         with self._read_lock:
-            removed = self.reader.remove_root(folder)
-            if removed:
-                self.reader.collect_garbage()  # passages no other file shares
+            removed = self.reader.forget_root(folder)
         self.restart_watching()
         return removed
 

@@ -298,11 +298,7 @@ class LocalLLM:
     def text_prompt(self, text: str) -> list[int]:
         """Token ids of a plain completion prompt (for a base model, which has no chat
         format): the text as text, after the BOS token where the vocabulary wants one."""
-        tokens = self._tokenize(text)
-        bos = self.llama.token_bos()
-        if self.llama._model.add_bos_token() and bos >= 0:
-            tokens.insert(0, bos)
-        return tokens
+        return self._with_bos(self._tokenize(text))
 
     def chat_prompt(self, messages: Sequence[dict[str, Any]]) -> ChatPrompt:
         """Render messages with the model's chat template into token ids.
@@ -333,11 +329,15 @@ class LocalLLM:
                 ids = self._tokenize(parts[index])
                 part_tokens[index] = len(ids)
                 tokens.extend(ids)
+        return ChatPrompt(tokens=self._with_bos(tokens), part_tokens=part_tokens)
+
+    def _with_bos(self, tokens: list[int]) -> list[int]:
+        """The BOS token first, by llama.cpp's own rule for this vocabulary, unless it is
+        there already (chat templates that print it)."""
         bos = self.llama.token_bos()
-        # llama.cpp's own rule for this vocabulary; templates that print the BOS already did.
         if self.llama._model.add_bos_token() and bos >= 0 and tokens[:1] != [bos]:
-            tokens.insert(0, bos)
-        return ChatPrompt(tokens=tokens, part_tokens=part_tokens)
+            return [bos, *tokens]
+        return tokens
 
     def _render(self, messages: list[dict[str, Any]]) -> str:
         try:

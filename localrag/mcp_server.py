@@ -35,7 +35,14 @@ from localrag.answer import Answerer, AnswerSettings, NoModel
 from localrag.answer import Mode as AnswerMode
 from localrag.errors import LocalragError
 from localrag.paths import printable
-from localrag.retrieval import Mode, Retriever, SearchResult, chunk_location, has_words
+from localrag.retrieval import (
+    NO_WORDS_MESSAGE,
+    Mode,
+    Retriever,
+    SearchResult,
+    chunk_location,
+    has_words,
+)
 
 if TYPE_CHECKING:
     from localrag.embedder import Embedder
@@ -47,7 +54,6 @@ T = TypeVar("T")
 
 MAX_RESULTS = 50  # an agent's context is the limit, not the index
 MAX_AROUND = 10
-NO_WORDS = "Nothing to search for: the query has no words."
 
 INSTRUCTIONS = """\
 Searches the user's own documents in a private index on this machine (nothing leaves it).
@@ -183,7 +189,7 @@ class IndexTools:
         self, query: str, k: int = 5, mode: Mode = "hybrid", path: str | None = None
     ) -> SearchOutput:
         if not has_words(query):
-            raise LocalragError(NO_WORDS)
+            raise LocalragError(NO_WORDS_MESSAGE)
         # A Retriever is cheap; a fresh one sees an index re-built with another embedder.
         results = Retriever(self.store(), self.embedder).search(
             query, k, path_filter=path or None, mode=mode
@@ -192,7 +198,7 @@ class IndexTools:
 
     def ask(self, question: str, path: str | None = None) -> AskOutput:
         if not has_words(question):
-            raise LocalragError(NO_WORDS)
+            raise LocalragError(NO_WORDS_MESSAGE)
         store = self.store()
         Retriever(store, self.embedder)  # an empty index or another embedder: say so first
         llm = self.language_model()

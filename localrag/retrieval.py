@@ -113,6 +113,9 @@ def clean_query(text: str) -> str:
     return text.replace("\x00", " ")
 
 
+NO_WORDS_MESSAGE = "Nothing to search for: the query has no words."
+
+
 def has_words(text: str) -> bool:
     """Whether there is anything to search for: punctuation alone matches nothing real."""
     return _WORD.search(text) is not None

@@ -560,10 +560,17 @@ class Store:
     def roots(self) -> list[Root]:
         return [Root(*r) for r in self.db.execute("SELECT id, path FROM roots ORDER BY path")]
 
-    def remove_root(self, path: str) -> bool:
+    def forget_root(self, path: str) -> bool:
+        """Drop a root and everything indexed from it, securely: its documents and chunks go
+        (cascade), then the vectors no other file shares, then the WAL is emptied, so the
+        text stays neither in free pages nor in the log. False: no such root."""
         with self.transaction() as db:
             cur = db.execute("DELETE FROM roots WHERE path = CAST(? AS TEXT)", (_text(path),))
-            return cur.rowcount > 0
+            if cur.rowcount == 0:
+                return False
+        self.collect_garbage()
+        self.checkpoint()
+        return True
 
     # -- documents ----------------------------------------------------------------------------
 

@@ -17,8 +17,7 @@ from click.testing import CliRunner
 from localrag.answer import NOT_ASKED_HINT
 from localrag.cli import cli
 from localrag.indexer import Indexer
-from localrag.mcp_server import NO_WORDS
-from localrag.retrieval import Retriever
+from localrag.retrieval import NO_WORDS_MESSAGE, Retriever
 from localrag.store import Store
 from tests.helpers.handbook import write_handbook
 from tests.helpers.mcp import McpClient, localrag_mcp
@@ -188,8 +187,8 @@ def test_passage_comes_with_its_neighbours(served: Served) -> None:
 
 def test_bad_requests_are_tool_errors_and_the_server_keeps_serving(served: Served) -> None:
     client = served.client
-    assert NO_WORDS in client.error("search", {"query": "?!"})
-    assert NO_WORDS in client.error("ask", {"question": "   "})
+    assert NO_WORDS_MESSAGE in client.error("search", {"query": "?!"})
+    assert NO_WORDS_MESSAGE in client.error("ask", {"question": "   "})
     assert "no passage with chunk_id 999999" in client.error("passage", {"chunk_id": 999999})
     assert "greater than or equal to 1" in client.error("search", {"query": "vpn", "k": 0})
     assert "mode" in client.error("search", {"query": "vpn", "mode": "fuzzy"})

@@ -21,7 +21,7 @@ from localrag.cli.base import (
     open_store,
     private_process,
 )
-from localrag.cli.views import NO_WORDS_MESSAGE, print_search_results, search_results_json
+from localrag.cli.views import print_search_results, search_results_json
 from localrag.errors import LocalragError
 from localrag.paths import from_here
 
@@ -61,7 +61,7 @@ def search(
 ) -> None:
     """Search the index by meaning and by keyword."""
     from localrag.embedder import load_embedder
-    from localrag.retrieval import Retriever, has_words
+    from localrag.retrieval import NO_WORDS_MESSAGE, Retriever, has_words
 
     if not has_words(query):  # nothing could match: a usage error, as click's own
         raise click.UsageError(NO_WORDS_MESSAGE)

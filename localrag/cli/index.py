@@ -295,7 +295,5 @@ def forget(paths: tuple[Path, ...], db: Path | None) -> None:
             if root not in known:
                 listed = ", ".join(from_here(k) for k in sorted(known)) or "none"
                 raise LocalragError(f"{from_here(root)} is not in the index (it holds: {listed})")
-            store.remove_root(root)
+            store.forget_root(root)
             console.print(f"Forgot {from_here(root)}; its files were not touched.")
-        store.collect_garbage()  # vectors no other file shares
-        store.checkpoint()

@@ -24,7 +24,6 @@ if TYPE_CHECKING:
     from localrag.retrieval import SearchResult
     from localrag.store import Stats
 
-NO_WORDS_MESSAGE = "Nothing to search for: the query has no words."
 BASE_MODEL_NOTE = (
     "{name} is a pre-trained base model (its file has no chat template): it continues text "
     "rather than answering questions, so `ask` shows passages with it. Use it as the base of "
@@ -60,10 +59,10 @@ def search_results_json(results: Sequence[SearchResult]) -> list[dict[str, Any]]
 
 def print_search_results(console: Console, results: Sequence[SearchResult], query: str) -> None:
     """Each passage with its file, location and score, the query's words highlighted."""
-    from localrag.retrieval import has_words, snippet
+    from localrag.retrieval import snippet
 
-    if not results:
-        console.print("No matching passages." if has_words(query) else NO_WORDS_MESSAGE)
+    if not results:  # a query with no words never gets here: `search` refuses it first
+        console.print("No matching passages.")
         return
     for r in results:
         header = Text()
