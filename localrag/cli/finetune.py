@@ -158,7 +158,7 @@ def finetune_dataset(
 
 
 @finetune.command(name="train")
-@click.argument("base", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.argument("base")
 @click.argument("dataset", type=click.Path(exists=True, path_type=Path))
 @click.option("--name", required=True, help="Name to install the fine-tuned model under.")
 @click.option(
@@ -192,9 +192,14 @@ def finetune_dataset(
     help="CPU threads for training [default: torch's choice].",
 )
 @click.option("--resume", is_flag=True, help="Continue from the newest checkpoint in --out.")
-@click.option("--quantize", "quantization", default="Q4_K_M", show_default=True, help="GGUF type.")
+@click.option(
+    "--quantize",
+    "quantization",
+    default=None,
+    help="GGUF type [default: Q4_K_M; for a GGUF base, the fine-tuned tensors' type: Q8_0].",
+)
 def finetune_train(
-    base: Path,
+    base: str,
     dataset: Path,
     name: str,
     out_dir: Path | None,
@@ -207,15 +212,19 @@ def finetune_train(
     seed: int | None,
     threads: int | None,
     resume: bool,
-    quantization: str,
+    quantization: str | None,
 ) -> None:
-    """Fine-tune BASE (a Hugging Face model folder) on DATASET, then install it as NAME.
+    """Fine-tune BASE on DATASET, then install it as NAME.
 
-    LoRA training (unsloth on a supported GPU, transformers + peft otherwise), then the
-    adapter is merged into the base, converted to GGUF, quantized and registered with its
-    lineage; `localrag models default NAME` makes `ask` and the TUI use it.
+    BASE is an installed model's name, a .gguf file or a Hugging Face model folder. LoRA
+    training (unsloth on a supported GPU, transformers + peft otherwise), then the adapter is
+    merged and the model registered with its lineage; `localrag models default NAME` makes
+    `ask` and the TUI use it. A GGUF base is dequantized for training (about a minute for
+    270M weights) and the adapter merged into the GGUF itself: untouched tensors keep their
+    bytes, fine-tuned ones are stored as Q8_0. A folder is converted and quantized to Q4_K_M.
     """
     from localrag.finetune.backends import choose_backend
+    from localrag.finetune.gguf_base import is_gguf, resolve_base
     from localrag.finetune.pipeline import check_new_model, finetune_model
     from localrag.finetune.settings import TrainSettings
     from localrag.finetune.sft_data import DataStats
@@ -232,7 +241,9 @@ def finetune_train(
         "threads": threads,
     }
     settings = TrainSettings(**{k: v for k, v in given.items() if v is not None})
-    check_new_model(name, quantization)
+    base_path = resolve_base(base)
+    gguf_base = is_gguf(base_path)
+    check_new_model(name, quantization, gguf_base=gguf_base)
     settings.check()
     # Beside the models (weights, like them, and outside any git checkout's tracked files).
     run_dir = out_dir or config.models_dir() / "runs" / name
@@ -269,12 +280,20 @@ def finetune_train(
         err_console.print(f"{done} {result.steps} steps (last loss {final:.3f}); merging…")
 
     def on_export(quantization: str) -> None:
-        err_console.print(f"Converting and quantizing to {quantization}…")
+        if gguf_base:
+            err_console.print(
+                f"Merging into {base_path.name} (fine-tuned tensors as {quantization})…"
+            )
+        else:
+            err_console.print(f"Converting and quantizing to {quantization}…")
+
+    if gguf_base:
+        err_console.print(f"Dequantizing {base_path.name} for training (once per run)…")
 
     try:
         with progress:
             result = finetune_model(
-                base,
+                base_path,
                 dataset,
                 name,
                 run_dir,

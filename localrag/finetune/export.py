@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from localrag.errors import ModelError
+from localrag.finetune.gguf_merge import changed_tensor_type, merge_into_gguf
 from localrag.models.gguf_convert import convert, quant_types, quantize
 from localrag.models.registry import ModelEntry, ModelRegistry
 
@@ -60,4 +61,43 @@ def export_model(
             base_model=str(lineage.get("base_model")) if lineage.get("base_model") else None,
             adapter=str(lineage.get("adapter")) if lineage.get("adapter") else None,
             lineage={**lineage, "quantization": wanted},
+        )
+
+
+def export_gguf_merge(
+    base_gguf: Path,
+    adapter_dir: Path,
+    name: str,
+    *,
+    reference: Path,
+    lineage: dict[str, Any],
+    tensor_type: str,
+    chat_template: str | None,
+    registry: ModelRegistry | None = None,
+) -> ModelEntry:
+    """Merge the adapter into the base GGUF itself and install the result as `name`.
+
+    No conversion: the base's tensors and metadata are kept, the fine-tuned ones are stored
+    as `tensor_type` (see gguf_merge.changed_tensor_type), and `chat_template` is written.
+    """
+    registry = registry or ModelRegistry()
+    kind = changed_tensor_type(tensor_type)
+    registry.dir.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=registry.dir, prefix=".export-") as work:
+        merged = merge_into_gguf(
+            Path(base_gguf),
+            Path(adapter_dir),
+            Path(work) / f"{name}.gguf",
+            reference=Path(reference),
+            chat_template=chat_template,
+            changed_type=kind,
+        )
+        return registry.import_file(
+            merged,
+            name=name,
+            mode="move",
+            source="finetune",
+            base_model=str(base_gguf),
+            adapter=str(adapter_dir),
+            lineage={**lineage, "changed_tensors": tensor_type.upper()},
         )

@@ -51,7 +51,7 @@ def _check_inputs(base_dir: Path, adapter_dir: Path, out_dir: Path, dtype: str) 
         raise LocalragError(f"{out_dir} already exists; merge into a new folder")
 
 
-def _lineage(base_dir: Path, adapter_dir: Path, dtype: str) -> dict[str, Any]:
+def lineage(base_dir: Path, adapter_dir: Path, dtype: str) -> dict[str, Any]:
     """merge.json: what was merged, and from training.json beside the adapter (when it is
     there) what identifies the run; the lineage a registered model carries."""
     record: dict[str, Any] = {
@@ -101,8 +101,8 @@ def merge_adapter(base_dir: Path, adapter_dir: Path, out_dir: Path, dtype: str =
     for name in TOKENIZER_FILES:
         if (base_dir / name).is_file():
             shutil.copy2(base_dir / name, tmp / name)
-    lineage = _lineage(base_dir.resolve(), adapter_dir.resolve(), dtype)
-    (tmp / MERGE_JSON).write_text(json.dumps(lineage, indent=2) + "\n", encoding="utf-8")
+    record = lineage(base_dir.resolve(), adapter_dir.resolve(), dtype)
+    (tmp / MERGE_JSON).write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
     if out_dir.exists():
         out_dir.rmdir()  # checked empty above
     os.replace(tmp, out_dir)

@@ -1,6 +1,10 @@
 """The whole fine-tune, as `localrag finetune train` runs it: train a LoRA adapter, merge it
 into the base, convert and quantize to GGUF, and install it under a name with its lineage.
 
+A GGUF base takes a shorter road after training: its weights are dequantized into a Hugging
+Face folder for training (gguf_base), and the adapter is merged into the GGUF file itself
+(gguf_merge), so there is nothing to convert.
+
 Each step is its own module (train, merge, export); this one only runs them in order and
 says where it is, so the command line and any other front end run the same pipeline.
 """
@@ -15,8 +19,15 @@ from pathlib import Path
 
 from localrag.errors import ModelError
 from localrag.finetune.backends import BackendChoice
-from localrag.finetune.export import check_quantization, export_model
-from localrag.finetune.merge import merge_adapter
+from localrag.finetune.export import (
+    DEFAULT_QUANTIZATION,
+    check_quantization,
+    export_gguf_merge,
+    export_model,
+)
+from localrag.finetune.gguf_base import chat_template_for, is_gguf, materialise, source_record
+from localrag.finetune.gguf_merge import DEFAULT_CHANGED_TYPE, changed_tensor_type
+from localrag.finetune.merge import lineage, merge_adapter
 from localrag.finetune.settings import TrainSettings
 from localrag.finetune.sft_data import DataStats
 from localrag.finetune.train import ProgressFn, TrainResult, train_lora
@@ -31,13 +42,20 @@ class FinetuneResult:
     model: ModelEntry  # the installed GGUF
 
 
-def check_new_model(name: str, quantization: str) -> str:
+def check_new_model(name: str, quantization: str | None, *, gguf_base: bool = False) -> str:
     """Refuse a taken name or an unknown quantization before hours of training, not after;
-    returns the quantization as llama.cpp spells it."""
+    returns the quantization as llama.cpp spells it.
+
+    For a Hugging Face base it is the whole file's type (default Q4_K_M); for a GGUF base,
+    the type of the tensors fine-tuning changes (default Q8_0, or KEEP)."""
     validate_name(name)
     if ModelRegistry().find(name) is not None:
         raise ModelError(f"a model named {name!r} is already installed; pick another --name")
-    return check_quantization(quantization)
+    if gguf_base:
+        wanted = (quantization or DEFAULT_CHANGED_TYPE).upper()
+        changed_tensor_type(wanted)
+        return wanted
+    return check_quantization(quantization or DEFAULT_QUANTIZATION)
 
 
 def finetune_model(
@@ -47,7 +65,7 @@ def finetune_model(
     run_dir: Path,
     settings: TrainSettings,
     *,
-    quantization: str,
+    quantization: str | None = None,
     resume: bool = False,
     choice: BackendChoice | None = None,
     progress: ProgressFn | None = None,
@@ -62,10 +80,12 @@ def finetune_model(
     the training result before merging starts; `on_export` the quantization before the
     (minutes-long) conversion.
     """
-    quantization = check_new_model(name, quantization)
+    gguf_base = is_gguf(base)
+    quantization = check_new_model(name, quantization, gguf_base=gguf_base)
     settings.check()
+    train_base = materialise(base, run_dir) if gguf_base else base
     training = train_lora(
-        base,
+        train_base,
         dataset,
         run_dir,
         settings,
@@ -76,6 +96,9 @@ def finetune_model(
     )
     if on_trained:
         on_trained(training)
+    if gguf_base:
+        model = _merge_into_gguf(base, train_base, training, name, quantization, on_export)
+        return FinetuneResult(training, model)
     if resume:
         shutil.rmtree(run_dir / MERGED_DIR, ignore_errors=True)
     merged = merge_adapter(base, training.adapter_dir, run_dir / MERGED_DIR)
@@ -84,3 +107,30 @@ def finetune_model(
         on_export(quantization)
     model = export_model(merged, name, lineage=lineage, quantization=quantization)
     return FinetuneResult(training, model)
+
+
+def _merge_into_gguf(
+    base: Path,
+    train_base: Path,
+    training: TrainResult,
+    name: str,
+    tensor_type: str,
+    on_export: Callable[[str], None] | None,
+) -> ModelEntry:
+    """Merge into the base GGUF, install, and drop the dequantized training copy (it is
+    about four bytes per weight, and made again in a minute if ever needed)."""
+    record = lineage(base.resolve(), training.adapter_dir.resolve(), tensor_type)
+    record["base_sha256"] = source_record(train_base).get("sha256")
+    if on_export:
+        on_export(tensor_type)
+    model = export_gguf_merge(
+        base,
+        training.adapter_dir,
+        name,
+        reference=train_base,
+        lineage=record,
+        tensor_type=tensor_type,
+        chat_template=chat_template_for(base),
+    )
+    shutil.rmtree(train_base, ignore_errors=True)
+    return model

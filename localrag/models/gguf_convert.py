@@ -187,7 +187,8 @@ class StoredTensor:
         return raw.astype(np.float32, copy=False)
 
 
-def _safetensors_header(path: Path) -> dict[str, StoredTensor]:
+def read_safetensors_file(path: Path) -> dict[str, StoredTensor]:
+    """Where each tensor of one safetensors file lies (read on demand)."""
     try:
         with path.open("rb") as f:
             (size,) = struct.unpack("<Q", f.read(8))
@@ -228,7 +229,7 @@ def read_safetensors(hf_dir: Path) -> dict[str, StoredTensor]:
         )
     tensors: dict[str, StoredTensor] = {}
     for name in files:
-        tensors.update(_safetensors_header(hf_dir / name))
+        tensors.update(read_safetensors_file(hf_dir / name))
     return tensors
 
 
