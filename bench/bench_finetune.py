@@ -1,12 +1,16 @@
 """LoRA training benchmark: `train_lora` against a bare torch + peft loop on the same batches.
 
     python bench/bench_finetune.py [--rounds 3] [--steps 30] [--threads 1] [--layers 4]
+    python bench/bench_finetune.py --gemma [--rounds 2] [--steps 6] [--threads 2]
 
 The model is the test suite's tiny Llama-family chat model (random weights, its own tokenizer)
-at hidden 256 / intermediate 512 unless told otherwise; the data are chats made of its training
-text. Both sides train on CPU in float32 with the same LoRA settings (all seven projections),
-the same seed and the same micro-batches (localrag's tokenizer, schedule and collation, so the
-tokens are identical), with a fixed number of torch threads:
+at hidden 256 / intermediate 512 unless told otherwise, or with --gemma the real Gemma 3 270M
+(its Q4_K_M GGUF dequantized as `finetune train` does; 262k-token vocabulary); the data are
+chats made of the tiny model's training text. Both sides train on CPU in float32 with the
+same LoRA settings (all seven projections), the same seed and the same micro-batches
+(localrag's tokenizer, schedule and collation, so the tokens are identical), with a fixed
+number of torch threads. The first step's loss (same weights, same batches) is compared too:
+the two must agree.
 
   - localrag: `train_lora` as `localrag finetune train` runs it (token-weighted accumulation,
     gradient clipping, warmup/decay schedule, progress reports, training.json, the adapter;
@@ -47,12 +51,20 @@ CHATS = 48
 # -- inputs, made once by the parent ------------------------------------------------------------
 
 
-def write_inputs(work: Path, hidden: int, intermediate: int, layers: int) -> tuple[Path, Path]:
+def write_inputs(
+    work: Path, hidden: int, intermediate: int, layers: int, gemma: bool
+) -> tuple[Path, Path]:
     """(model folder, dataset folder) for both sides."""
     from tests.helpers.llm import TRAINING_TEXT, TinySpec, write_tiny_model
 
-    spec = TinySpec("llama", hidden=hidden, intermediate=intermediate, layers=layers)
-    model = write_tiny_model(work / "tiny-llama", spec)
+    if gemma:
+        from localrag.finetune.gguf_base import materialise
+        from tests.helpers.gemma import join_gemma
+
+        model = materialise(join_gemma(work / "gemma"), work / "gemma-run")
+    else:
+        spec = TinySpec("llama", hidden=hidden, intermediate=intermediate, layers=layers)
+        model = write_tiny_model(work / "tiny-llama", spec)
     sentences = [s.strip() + "." for s in TRAINING_TEXT.replace("\n", " ").split(".") if s.strip()]
     rng = random.Random(0)
     lines = []
@@ -115,14 +127,16 @@ def child_localrag(model: Path, data: Path, out: Path, settings: Any) -> dict[st
 
     _steps, tokens = step_tokens(model, data, settings)
     ends: list[float] = []
+    losses: list[float] = []
 
     def on_step(p: TrainProgress) -> None:
         ends.append(time.perf_counter())
+        losses.append(p.loss)
 
     started = time.perf_counter()
     train_lora(model, data, out, settings, progress=on_step)
     total = time.perf_counter() - started
-    return _result(ends, tokens, total)
+    return _result(ends, tokens, total) | {"first_loss": losses[0]}
 
 
 def child_reference(model: Path, data: Path, settings: Any) -> dict[str, Any]:
@@ -154,13 +168,18 @@ def child_reference(model: Path, data: Path, settings: Any) -> dict[str, Any]:
         [p for p in net.parameters() if p.requires_grad], lr=settings.learning_rate
     )
     ends: list[float] = []
-    for micro_batches in steps:
-        for batch in micro_batches:
-            (net(**batch).loss / len(micro_batches)).backward()
+    first_loss = 0.0
+    for number, micro_batches in enumerate(steps):
+        labelled = [int((b["labels"][:, 1:] != -100).sum()) for b in micro_batches]
+        for batch, count in zip(micro_batches, labelled, strict=True):
+            loss = net(**batch).loss
+            (loss / len(micro_batches)).backward()
+            if number == 0:  # reported token-weighted, as train_lora reports its steps
+                first_loss += float(loss.detach()) * count / sum(labelled)
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
         ends.append(time.perf_counter())
-    return _result(ends, tokens, time.perf_counter() - started)
+    return _result(ends, tokens, time.perf_counter() - started) | {"first_loss": first_loss}
 
 
 def _result(ends: list[float], tokens: list[int], total_s: float) -> dict[str, Any]:
@@ -196,6 +215,7 @@ def run_child(kind: str, args: argparse.Namespace, work: Path, round_no: int) ->
         str(args.steps),
         "--threads",
         str(args.threads),
+        *(["--gemma"] if args.gemma else []),
     ]
     subprocess.run(command, check=True)
     return json.loads(result.read_text())
@@ -207,7 +227,9 @@ def run_child(kind: str, args: argparse.Namespace, work: Path, round_no: int) ->
 def bench(args: argparse.Namespace, work: Path) -> None:
     import torch
 
-    args.model, args.data = write_inputs(work, args.hidden, args.intermediate, args.layers)
+    args.model, args.data = write_inputs(
+        work, args.hidden, args.intermediate, args.layers, args.gemma
+    )
     lines = [
         f"# {describe_machine()}, torch {torch.__version__}",
         f"# python bench/bench_finetune.py {' '.join(sys.argv[1:])}".rstrip(),
@@ -237,11 +259,18 @@ def bench(args: argparse.Namespace, work: Path) -> None:
         ("reference peak RSS", f"{median(ref, 'peak_rss_mb'):.0f} MB"),
         ("localrag peak RSS", f"{median(ours, 'peak_rss_mb'):.0f} MB"),
         ("reference load + train", f"{median(ref, 'total_s'):.1f} s"),
+        ("first step's loss, reference", f"{ref[0]['first_loss']:.4f}"),
+        ("first step's loss, localrag", f"{ours[0]['first_loss']:.4f}"),
         ("localrag train_lora call (all of it)", f"{median(ours, 'total_s'):.1f} s"),
     ]
+    model = (
+        "Gemma 3 270M (dequantized Q4_K_M)"
+        if args.gemma
+        else f"tiny Llama {args.hidden}/{args.intermediate} x{args.layers} layers"
+    )
     lines.append(
-        f"# medians of {args.rounds} interleaved rounds, one process each; tiny Llama "
-        f"{args.hidden}/{args.intermediate} x{args.layers} layers, float32, LoRA r16 on 7 "
+        f"# medians of {args.rounds} interleaved rounds, one process each; {model}, "
+        "float32, LoRA r16 on 7 "
         f"projections, batch 4 x accum 2, {ours[0]['timed_steps']} timed steps "
         f"({ours[0]['timed_tokens']} tokens) after {WARMUP_STEPS}, {args.threads} torch thread(s)"
     )
@@ -249,7 +278,8 @@ def bench(args: argparse.Namespace, work: Path) -> None:
     print("\n".join(lines[-len(rows) - 1 :]))
     out = ROOT / "bench" / "results"
     out.mkdir(parents=True, exist_ok=True)
-    (out / "finetune.txt").write_text("\n".join(lines) + "\n")
+    name = "finetune_gemma.txt" if args.gemma else "finetune.txt"
+    (out / name).write_text("\n".join(lines) + "\n")
 
 
 def main() -> None:
@@ -262,6 +292,7 @@ def main() -> None:
     parser.add_argument("--hidden", type=int, default=256)
     parser.add_argument("--intermediate", type=int, default=512)
     parser.add_argument("--layers", type=int, default=4)
+    parser.add_argument("--gemma", action="store_true", help="the real Gemma 3 270M")
     parser.add_argument("--child", choices=["localrag", "reference"], help=argparse.SUPPRESS)
     parser.add_argument("--model", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--data", type=Path, help=argparse.SUPPRESS)
