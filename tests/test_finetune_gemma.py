@@ -133,7 +133,9 @@ def test_gemma_from_passages_to_an_installed_chat_model(
             report = build_dataset(store, embedder, writer, dataset, settings)
     finally:
         writer.close()
-    assert report.counts["train"] >= 1, report.counts
+    # The base model's answers are held to one sentence: without that it repeated itself
+    # until the token limit on 3 of these 4 passages, and the unclosed JSON was lost.
+    assert report.counts["invalid"] == 0 and report.counts["train"] >= 3, report.counts
 
     ModelRegistry().import_file(gemma_gguf, name="gemma-270m", mode="symlink")
     run = tmp_path / "run"

@@ -65,7 +65,7 @@ def test_a_gguf_that_transformers_reads_differently_from_llama_cpp_is_refused(
     different model from the one llama.cpp runs."""
     hf = write_tiny_model(tmp_path / "llama", TinySpec(family="llama"))
     gguf_file = convert(hf, tmp_path / "llama.gguf", "f32")
-    with pytest.raises(ModelError, match="differently from llama.cpp .logit correlation"):
+    with pytest.raises(ModelError, match=r"differently from llama.cpp \(logit correlation"):
         materialise(gguf_file, tmp_path / "run")
     assert not (tmp_path / "run" / BASE_HF_DIR).exists()
 
@@ -82,6 +82,9 @@ def test_the_plain_template_trains_only_the_answer_and_its_end(tiny_llm_dir: Pat
     assert prompt.endswith("Answer from the handbook.\n\nUser: Where do visitors park?\nAssistant:")
     examples, stats = build_training_set(tokenizer, [conversation], max_seq_len=256)
     assert stats.used == 1
-    trained = [t for t, label in zip(examples[0].input_ids, examples[0].labels) if label != -100]
+    example = examples[0]
+    trained = [
+        t for t, label in zip(example.input_ids, example.labels, strict=True) if label != -100
+    ]
     assert tokenizer.decode(trained).strip() == "Behind building B." + tokenizer.eos_token
     assert stats.notes == []

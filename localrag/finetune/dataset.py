@@ -197,13 +197,20 @@ _JSON_STRING = (
 )
 
 
+# One sentence of plain text, closed by its full stop.
+_SENTENCE = 'sentence ::= "\\"" [^"\\\\.\\x7F\\x00-\\x1F]{2,300} "." "\\""\n'
+
+
 def qa_grammar(count: int, quotes: Sequence[str] = ()) -> str:
     """GBNF for a JSON list of exactly `count` {"question", "quote", "answer"} string objects.
 
     With `quotes`, the quote can only be one of them (verbatim spans of the passage): a small
-    model asked to quote tends to paraphrase, and a paraphrase is no quote.
+    model asked to quote tends to paraphrase, and a paraphrase is no quote. The answer is then
+    also held to one sentence: a small base model otherwise repeats itself until it runs out of
+    tokens, and the unclosed JSON is lost (measured on Gemma 3 270M: 3 of 4 outputs).
     """
-    kinds = {"question": "string", "quote": "quote" if quotes else "string", "answer": "string"}
+    answer = "sentence" if quotes else "string"
+    kinds = {"question": "string", "quote": "quote" if quotes else "string", "answer": answer}
     fields = ' "," space '.join(
         f'"\\"{name}\\"" space ":" space {kind}' for name, kind in kinds.items()
     )
@@ -214,7 +221,7 @@ def qa_grammar(count: int, quotes: Sequence[str] = ()) -> str:
     )
     if quotes:
         choices = " | ".join(_gbnf_literal(json.dumps(q, ensure_ascii=False)) for q in quotes)
-        grammar += f"quote ::= {choices}\n"
+        grammar += f"quote ::= {choices}\n" + _SENTENCE
     return grammar
 
 
