@@ -230,6 +230,8 @@ class Stats:
     embeddings: int
     model: dict[str, Any] | None
     db_bytes: int
+    # A move to another embedding model under way: {"to": name, "done": n, "total": n}.
+    reembed: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -513,23 +515,148 @@ class Store:
         """Vectors from two models are not comparable: say so instead of returning garbage."""
         wanted = {"name": name, "dim": dim, "fingerprint": fingerprint}
         stored = self.model_identity()
+        if stored is not None and stored != wanted and self.reembed_target() == wanted:
+            done, total = self.reembed_counts()
+            raise ModelMismatchError(
+                f"this index ({self.path}) is being moved from embedding model "
+                f"{stored['name']} to {name}, and the move is not finished ({done} of {total} "
+                f"passages re-embedded). Finish it with `localrag index --reembed --embedder "
+                f"{name.rstrip('/').rsplit('/', 1)[-1]}`, or use {stored['name']} until then."
+            )
         if stored is not None and stored != wanted:
             raise ModelMismatchError(
                 f"this index ({self.path}) was built with embedding model {stored['name']} "
                 f"(dim {stored['dim']}, fingerprint {stored['fingerprint'][:12]}), but the "
                 f"model in use is {name} (dim {dim}, fingerprint {fingerprint[:12]}). "
-                f"Use the original model, or re-embed everything with "
-                f"`localrag index --reembed`, or index into a new database with --db."
+                f"Use the original model, or move the index to this one with `localrag index "
+                f"--reembed --embedder {name.rstrip('/').rsplit('/', 1)[-1]}`, or index into "
+                "a new database with --db."
             )
 
-    def reset_embeddings(self) -> None:
-        """Forget every vector and chunk but keep the roots: the next run re-embeds everything."""
+    # -- moving the index to another embedding model ------------------------------------------
+    #
+    # The new model's vectors are made for the stored passages (no file is read again) and
+    # kept in `reembed_vectors`, keyed by passage text hash and committed batch by batch,
+    # while the index goes on answering with its current model. `finish_reembed` swaps them
+    # in, with the new identity, in one transaction. A run that stops half-way leaves an index
+    # that works as before, and the next run carries on from the vectors already made.
+
+    def reembed_target(self) -> dict[str, Any] | None:
+        """The model a re-embed under way is moving this index to; None when there is none."""
+        raw = self.get_meta("reembed")
+        return json.loads(raw) if raw else None
+
+    def begin_reembed(self, name: str, dim: int, fingerprint: str) -> bool:
+        """Start moving the index to this model, or carry on an earlier move to it (False)."""
+        wanted = {"name": name, "dim": dim, "fingerprint": fingerprint}
         with self.transaction() as db:
-            db.execute("DELETE FROM chunks")
-            db.execute("DELETE FROM documents")
-            db.execute("DELETE FROM embeddings")
+            row = db.execute("SELECT value FROM meta WHERE key = 'reembed'").fetchone()
+            has_table = db.execute(
+                "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'reembed_vectors'"
+            ).fetchone()
+            if row is not None and json.loads(row[0]) == wanted and has_table:
+                return False
+            # A move to another model was under way: its vectors are of no use for this one.
+            db.execute("DROP TABLE IF EXISTS reembed_vectors")
+            db.execute(
+                "CREATE TABLE reembed_vectors ("
+                "text_hash TEXT PRIMARY KEY, vector BLOB NOT NULL, "
+                "recut INTEGER NOT NULL DEFAULT 0)"
+            )
+            db.execute(
+                "INSERT OR REPLACE INTO meta(key, value) VALUES ('reembed', ?)",
+                (json.dumps(wanted),),
+            )
+        return True
+
+    def cancel_reembed(self) -> None:
+        """Forget a move under way (the index stays with its current model)."""
+        with self.transaction() as db:
+            db.execute("DROP TABLE IF EXISTS reembed_vectors")
+            db.execute("DELETE FROM meta WHERE key = 'reembed'")
+
+    def reembed_pending(self, after_id: int, limit: int) -> list[tuple[int, str, str, str]]:
+        """Up to `limit` stored vectors the new model has not redone, by id above `after_id`:
+        (embedding id, text hash, heading, text) of one passage that uses each."""
+        rows = self.db.execute(
+            "SELECT e.id, e.text_hash, c.heading, c.text FROM embeddings e "
+            "JOIN chunks c ON c.id = (SELECT min(id) FROM chunks WHERE embedding_id = e.id) "
+            "WHERE e.id > ? AND NOT EXISTS "
+            "(SELECT 1 FROM reembed_vectors r WHERE r.text_hash = e.text_hash) "
+            "ORDER BY e.id LIMIT ?",
+            (after_id, limit),
+        )
+        return [(r[0], r[1], r[2], r[3]) for r in rows]
+
+    def save_reembedded(self, vectors: dict[str, np.ndarray], recut: dict[str, int]) -> None:
+        """Keep a batch of the new model's vectors (one transaction). `recut` marks passages
+        whose files must be cut again after the switch: 1, longer than the new model reads;
+        2, a passage whose embedded text could not be rebuilt from the stored one."""
+        with self.transaction() as db:
+            db.executemany(
+                "INSERT OR REPLACE INTO reembed_vectors(text_hash, vector, recut) VALUES (?, ?, ?)",
+                [(h, _vector_blob(v), recut.get(h, 0)) for h, v in vectors.items()],
+            )
+
+    def reembed_counts(self) -> tuple[int, int]:
+        """(passage vectors the new model has made, passage vectors in use)."""
+        in_use = "EXISTS (SELECT 1 FROM chunks c WHERE c.embedding_id = e.id)"
+        total = self.db.execute(f"SELECT count(*) FROM embeddings e WHERE {in_use}").fetchone()
+        done = self.db.execute(
+            "SELECT count(*) FROM embeddings e "
+            f"JOIN reembed_vectors r ON r.text_hash = e.text_hash WHERE {in_use}"
+        ).fetchone()
+        return int(done[0]), int(total[0])
+
+    def finish_reembed(self, name: str, dim: int, fingerprint: str) -> int | None:
+        """Switch the index to the new model in one transaction, if every passage in use has
+        its new vector; None when some have not (another process indexed meanwhile).
+        Returns how many documents must be cut into passages again (their mtime and hash are
+        cleared, so the next pass re-reads them)."""
+        wanted = {"name": name, "dim": dim, "fingerprint": fingerprint}
+        with self.transaction() as db:
+            row = db.execute("SELECT value FROM meta WHERE key = 'reembed'").fetchone()
+            if row is None or json.loads(row[0]) != wanted:
+                raise StoreError(f"no move of {self.path} to {name} is under way")
+            # Vectors no passage uses would otherwise stay behind in the old model's space.
+            unused = "NOT EXISTS (SELECT 1 FROM chunks c WHERE c.embedding_id = embeddings.id)"
+            db.execute(
+                "DELETE FROM embedding_bits WHERE rowid IN "
+                f"(SELECT id FROM embeddings WHERE {unused})"
+            )
+            db.execute(f"DELETE FROM embeddings WHERE {unused}")
+            missing = db.execute(
+                "SELECT count(*) FROM embeddings e WHERE NOT EXISTS "
+                "(SELECT 1 FROM reembed_vectors r WHERE r.text_hash = e.text_hash)"
+            ).fetchone()[0]
+            if missing:
+                return None
+            # No mtime matches -1 and no content matches NULL: the next pass reads them again.
+            recut = db.execute(
+                "UPDATE documents SET mtime_ns = -1, content_hash = NULL WHERE id IN ("
+                "SELECT c.document_id FROM chunks c JOIN embeddings e ON e.id = c.embedding_id "
+                "JOIN reembed_vectors r ON r.text_hash = e.text_hash WHERE r.recut != 0)"
+            ).rowcount
+            db.execute(
+                "UPDATE embeddings SET vector = (SELECT r.vector FROM reembed_vectors r "
+                "WHERE r.text_hash = embeddings.text_hash)"
+            )
+            # A vector made from a rebuilt text must not be reused for the true text.
+            db.execute(
+                "UPDATE embeddings SET text_hash = 'stale:' || text_hash WHERE text_hash IN "
+                "(SELECT text_hash FROM reembed_vectors WHERE recut = 2)"
+            )
             db.execute("DROP TABLE IF EXISTS embedding_bits")
-            db.execute("DELETE FROM meta WHERE key = 'embedder'")
+            db.execute(f"CREATE VIRTUAL TABLE embedding_bits USING vec0(embedding bit[{dim}])")
+            db.execute(
+                "INSERT INTO embedding_bits(rowid, embedding) "
+                "SELECT id, vec_quantize_binary(vector) FROM embeddings"
+            )
+            db.execute("UPDATE meta SET value = ? WHERE key = 'embedder'", (json.dumps(wanted),))
+            db.execute("DELETE FROM meta WHERE key = 'reembed'")
+            db.execute("DROP TABLE reembed_vectors")
+        self.checkpoint()  # the old vectors leave the WAL too
+        return int(recut)
 
     # -- roots --------------------------------------------------------------------------------
 
@@ -1074,6 +1201,11 @@ class Store:
         chunks = self.db.execute("SELECT count(*) FROM chunks").fetchone()[0]
         embeddings = self.db.execute("SELECT count(*) FROM embeddings").fetchone()[0]
         size = sum(p.stat().st_size for p in (self.path, Path(f"{self.path}-wal")) if p.exists())
+        target = self.reembed_target()
+        reembed = None
+        if target is not None:
+            done, total = self.reembed_counts()
+            reembed = {"to": target["name"], "done": done, "total": total}
         return Stats(
             roots=[r.path for r in self.roots()],
             documents=sum(counts.values()),
@@ -1084,6 +1216,7 @@ class Store:
             embeddings=embeddings,
             model=self.model_identity(),
             db_bytes=size,
+            reembed=reembed,
         )
 
     def problems(self, status: str | None = None) -> list[tuple[str, str, str]]:

@@ -73,6 +73,28 @@ def embedder(models_root: Path):  # type: ignore[no-untyped-def]
     return load_embedder(models_root / "embedders" / "all-MiniLM-L6-v2")
 
 
+@pytest.fixture(scope="session")
+def int8_models_root(models_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A models folder holding the session's MiniLM (linked, not copied) and its int8 variant,
+    made by the code `localrag models quantize-embedder` runs (~5 s)."""
+    from localrag.models.embedder_quantize import quantize_embedder
+    from tests.helpers.embedder import link_model_copy
+
+    root = tmp_path_factory.mktemp("int8-models")
+    float_dir = link_model_copy(
+        models_root / "embedders" / "all-MiniLM-L6-v2", root / "embedders" / "all-MiniLM-L6-v2"
+    )
+    quantize_embedder(float_dir, root / "embedders")
+    return root
+
+
+@pytest.fixture(scope="session")
+def int8_embedder(int8_models_root: Path):  # type: ignore[no-untyped-def]
+    from localrag.embedder import load_embedder
+
+    return load_embedder(int8_models_root / "embedders" / "all-MiniLM-L6-v2-int8")
+
+
 class CountingEmbedder:
     """The real embedder, counting how many passages it was asked to embed."""
 

@@ -28,7 +28,8 @@ from localrag.errors import DiskFullError, LocalragError
 from localrag.paths import from_here
 
 if TYPE_CHECKING:
-    pass
+    from localrag.embedder import Embedder
+    from localrag.store import Store
 
 
 @cli.command()
@@ -41,11 +42,15 @@ if TYPE_CHECKING:
     "--embed-batch",
     type=click.IntRange(1, 4096),
     default=None,
-    help="New chunks embedded together (default 256); smaller commits files sooner.",
+    help="New chunks embedded together (default 256); smaller commits files sooner. "
+    "With --reembed: passages re-embedded per commit.",
 )
 @ignore_option
 @click.option(
-    "--reembed", is_flag=True, help="Drop all vectors and re-embed everything (new model)."
+    "--reembed",
+    is_flag=True,
+    help="Move the index to the --embedder model: embed every stored passage again "
+    "(resumable; until it is done the index answers with its old model).",
 )
 @click.option("-q", "--quiet", is_flag=True, help="No progress output, only the summary.")
 def index(
@@ -86,8 +91,8 @@ def index(
                 raise LocalragError("every folder in the index is missing: nothing to refresh")
         # Lazy: on an unchanged folder nothing is embedded, so the model never starts.
         embedder = load_embedder(embedder_name, lazy=True)
-        if reembed:
-            store.reset_embeddings()
+        if reembed or _reembed_under_way(store, embedder):
+            _reembed(store, embedder, quiet, settings.embed_batch)
         progress = Progress(
             TextColumn("[bold]{task.description}"),
             BarColumn(),
@@ -137,6 +142,67 @@ def index(
     console.print(summary)
     if report.failed:
         console.print("[yellow]Some files could not be indexed:[/] see `localrag status --errors`.")
+
+
+def _reembed_under_way(store: Store, embedder: Embedder) -> bool:
+    """An earlier `--reembed` to this very model was interrupted: a plain run finishes it."""
+    target = store.reembed_target()
+    identity = embedder.identity
+    return target is not None and target == {
+        "name": identity.name,
+        "dim": identity.dim,
+        "fingerprint": identity.fingerprint,
+    }
+
+
+def _reembed(store: Store, embedder: Embedder, quiet: bool, batch: int) -> None:
+    """Move the index to `embedder` (localrag.reembed), with a progress bar; then the normal
+    pass runs, which re-cuts the files the new model reads less of."""
+    from localrag.reembed import reembed
+
+    name = embedder.identity.name
+    progress = Progress(
+        TextColumn("[bold]Re-embedding"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("passages"),
+        TimeElapsedColumn(),
+        console=err_console,
+        transient=True,
+        disable=quiet,
+    )
+    task = progress.add_task("reembed", total=None)
+
+    def on_progress(done: int, total: int) -> None:
+        progress.update(task, completed=done, total=total)
+
+    try:
+        with progress:
+            report = reembed(store, embedder, batch=batch, on_progress=on_progress)
+    except KeyboardInterrupt:
+        err_console.print(
+            "[yellow]Interrupted.[/] The passages re-embedded so far are saved and the index "
+            "still answers with its old model; run the same command again to continue."
+        )
+        sys.exit(130)
+    except DiskFullError as exc:
+        raise click.ClickException(
+            f"{exc} Free some space and run the same command again to continue."
+        ) from exc
+    if not report.switched:
+        if report.previous is not None:
+            console.print(f"The index already uses {name}: nothing to re-embed.")
+        return
+    earlier = f" ({report.already_done} by an earlier run)" if report.already_done else ""
+    console.print(
+        f"Re-embedded {report.embedded} passages in {report.seconds:.1f}s{earlier}: "
+        f"the index now uses {name} instead of {report.previous}."
+    )
+    if report.recut_documents:
+        console.print(
+            f"{report.recut_documents} files have passages longer than {name} reads: "
+            "they are cut into passages again now."
+        )
 
 
 # -- watch ----------------------------------------------------------------------------------------

@@ -72,6 +72,34 @@ def import_embedder_cmd(
     console.print(f"Embedder ready: {from_here(str(folder))}")
 
 
+@models.command(name="quantize-embedder")
+@click.argument("source", required=False)
+@click.option(
+    "--name", default=None, help="Name (and folder) of the int8 model (default: SOURCE-int8)."
+)
+def quantize_embedder_cmd(source: str | None, name: str | None) -> None:
+    """Make an int8 variant of an installed embedder: faster to index with, nearly the same
+    vectors.
+
+    SOURCE is an embedder name under models/embedders or a folder (default: the default
+    embedder). The result is a model of its own (`all-MiniLM-L6-v2-int8`): use it with
+    `--embedder`, and move an index built with the float32 model over with `localrag index
+    --reembed --embedder NAME`. Its vectors are checked against the float32 model's first;
+    nothing is installed unless every check text reaches a cosine of 0.99. Needs the onnx
+    package (pip install 'localrag[export]').
+    """
+    from localrag.models.embedder_quantize import quantize_embedder
+
+    result = quantize_embedder(
+        source, config.embedders_dir(), name, progress=lambda line: err_console.print(line)
+    )
+    console.print(
+        f"Embedder ready: {from_here(str(result.path))} ({result.name}; cosine with the "
+        f"float32 model: worst {result.min_cosine:.4f}, mean {result.mean_cosine:.4f})"
+    )
+    console.print(f"Use it with --embedder {result.path.name}.")
+
+
 @models.command(name="list")
 @click.option("--json", "as_json", is_flag=True, help="Language models and embedders as JSON.")
 def models_list(as_json: bool) -> None:

@@ -151,6 +151,14 @@ def print_status(
         if model
         else "none yet",
     )
+    if stats.reembed:
+        move = stats.reembed
+        short = str(move["to"]).rsplit("/", 1)[-1]
+        table.add_row(
+            "Moving to",
+            f"{move['to']}: {move['done']} of {move['total']} passages re-embedded; "
+            f"`localrag index --reembed --embedder {short}` finishes it",
+        )
     table.add_row(
         "Documents", f"{stats.indexed} indexed, {stats.skipped} skipped, {stats.errors} failed"
     )
