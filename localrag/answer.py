@@ -13,7 +13,7 @@ The CLI and the TUI both drive this; nothing here prints.
 
 from __future__ import annotations
 
-from collections.abc import Generator, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -275,6 +275,10 @@ class Answer:
             )
 
 
+# Loads the model when an answer first needs one: the model, or None and why not.
+ModelLoader = Callable[[], "tuple[LocalLLM | None, NoModel | None]"]
+
+
 class Answerer:
     """Answers questions over one index, with a language model or without one."""
 
@@ -286,16 +290,34 @@ class Answerer:
         settings: AnswerSettings | None = None,
         *,
         no_model: NoModel | None = None,
+        load_model: ModelLoader | None = None,
     ) -> None:
         self.store = store
         self.retriever = Retriever(store, embedder)
-        self.llm = llm
+        self._llm = llm
+        # With `load_model`, the model is loaded the first time an answer needs it: a
+        # question nothing in the index answers, or a collection question, never loads it.
+        self._load_model = load_model
         self.settings = settings or AnswerSettings()
         # Why `llm` is None, so the hint says what is true (not "none installed" after
         # --no-model or a failed load); None means nothing was said: none is installed.
         self.no_model = no_model or NoModel("not installed")
         # Paths reach the model from their folder's name: shorter, and no home folder leaks.
         self._roots = store.roots()
+
+    @property
+    def llm(self) -> LocalLLM | None:
+        if self._load_model is not None:
+            load, self._load_model = self._load_model, None
+            self._llm, why = load()
+            if why is not None:
+                self.no_model = why
+        return self._llm
+
+    @property
+    def loaded_llm(self) -> LocalLLM | None:
+        """The model if it was loaded, without loading it (for closing it)."""
+        return self._llm
 
     def ask(
         self,

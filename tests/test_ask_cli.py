@@ -194,3 +194,15 @@ def test_a_question_with_no_words_is_a_usage_error(handbook: Path) -> None:
         assert result.exit_code == 2, (question, result.output)
         assert result.stdout == ""
         assert "Usage:" in result.stderr
+
+
+def test_the_model_is_loaded_only_when_an_answer_needs_it(handbook: Path, own_models: Path) -> None:
+    """An off-topic question or a collection question is answered without the model: with a
+    broken default model, only a question the documents answer runs into it."""
+    (own_models / "models.json").write_text("{this is not json")
+    for question in ("Who won the 1966 football world cup final?", "which files mention parking?"):
+        result = run("ask", question)
+        assert result.exit_code == 0, result.output
+        assert "models.json is corrupt" not in result.output, question
+    result = run("ask", "Where do visitors park?")
+    assert "models.json is corrupt" in _one_model_line(result.stderr)

@@ -136,6 +136,7 @@ def ask(
     from localrag.cli.ask_view import answer_json, print_answer
     from localrag.embedder import load_embedder
     from localrag.llm import LocalLLM, load_llm
+    from localrag.models.registry import resolve_model
     from localrag.retrieval import has_words
 
     interactive = question is None or chat
@@ -149,12 +150,15 @@ def ask(
     settings = AnswerSettings.from_config()
     with open_store(db, read_only=True) as store:
         embedder = load_embedder(embedder_name)
-        llm: LocalLLM | None = None
         why = NoModel("not asked") if no_model else None
-        if not no_model:
+        failed_load_said = False
+
+        def load_model() -> tuple[LocalLLM | None, NoModel | None]:
+            """Called when the first answer needs the model (not for passages-only ones)."""
+            nonlocal failed_load_said
             try:
                 with err_console.status("Loading the language model…"):
-                    llm = load_llm(
+                    loaded = load_llm(
                         model_name,
                         n_ctx=n_ctx,
                         max_tokens=max_tokens,
@@ -166,12 +170,25 @@ def ask(
                 if model_name is not None:
                     raise  # the model the user named: stop, it is not there or broken
                 # The default model, as the TUI does: answer with passages, say why once.
-                why = NoModel.failed(exc)
-                err_console.print(Text(why.hint, style="yellow"), soft_wrap=True)
-        answerer = Answerer(store, embedder, llm, settings, no_model=why)
+                failed = NoModel.failed(exc)
+                err_console.print(Text(failed.hint, style="yellow"), soft_wrap=True)
+                failed_load_said = True
+                return None, failed
+            return loaded, None
+
+        if model_name is not None and not no_model:
+            resolve_model(model_name)  # a model the user named that is not there: say so now
+        answerer = Answerer(
+            store,
+            embedder,
+            None,
+            settings,
+            no_model=why,
+            load_model=None if no_model else load_model,
+        )
         conversation = Conversation()
-        # Say how to add a model once, not after every answer (a failed load was just said).
-        hinted = why is not None and why.reason == "failed"
+        # Say how to add a model once, not after every answer (a failed load says so itself).
+        hinted = False
         try:
             while True:
                 if question:
@@ -185,7 +202,7 @@ def ask(
                             err_console,
                             from_here,
                             verbose=verbose,
-                            show_hint=not hinted,
+                            show_hint=not (hinted or failed_load_said),
                         )
                         hinted = hinted or answer.hint is not None
                 if not interactive:
@@ -198,8 +215,8 @@ def ask(
                     err_console.print("[dim]New conversation.[/]")
                     question = ""
         finally:
-            if llm is not None:
-                llm.close()
+            if answerer.loaded_llm is not None:
+                answerer.loaded_llm.close()
 
 
 def _prompt_question() -> str | None:
