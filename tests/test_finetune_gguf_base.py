@@ -42,9 +42,10 @@ def test_a_base_is_a_folder_a_gguf_file_or_an_installed_models_name(
 
 
 def test_the_training_folder_holds_the_ggufs_weights_and_template_and_is_reused(
-    tmp_path: Path, tiny_gguf: dict[str, Path]
+    tmp_path: Path, tiny_gguf: dict[str, Path], capfd: pytest.CaptureFixture[str]
 ) -> None:
     folder = materialise(tiny_gguf["q8_0"], tmp_path / "run")
+    assert "de-quantizing" not in capfd.readouterr().err  # transformers' own progress bar
     assert folder == tmp_path / "run" / BASE_HF_DIR
     record = source_record(folder)
     assert record["bytes"] == tiny_gguf["q8_0"].stat().st_size
