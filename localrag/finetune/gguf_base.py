@@ -15,10 +15,10 @@ it was trained. A GGUF that has a template keeps it.
 from __future__ import annotations
 
 import contextlib
+import io
 import json
 import os
 import shutil
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -114,25 +114,13 @@ def _already_made(folder: Path, gguf_path: Path) -> bool:
     return bool(record.get("sha256") == sha256_file(gguf_path))
 
 
-@contextlib.contextmanager
-def _env(name: str, value: str) -> Iterator[None]:
-    before = os.environ.get(name)
-    os.environ[name] = value
-    try:
-        yield
-    finally:
-        if before is None:
-            os.environ.pop(name, None)
-        else:
-            os.environ[name] = before
-
-
 def _load_from_gguf(gguf_path: Path, transformers: Any, torch: Any) -> tuple[Any, Any]:
     folder, name = str(gguf_path.parent), gguf_path.name
     arch = read_gguf_info(gguf_path).architecture
     try:
-        # transformers' GGUF reader draws its own tqdm bar, which its logging switch misses.
-        with quiet_transformers(), _env("TQDM_DISABLE", "1"):
+        # transformers' GGUF reader draws its own tqdm bar on stderr, which its logging
+        # switch misses; failures still arrive as exceptions.
+        with quiet_transformers(), contextlib.redirect_stderr(io.StringIO()):
             tokenizer = transformers.AutoTokenizer.from_pretrained(folder, gguf_file=name)
             model = transformers.AutoModelForCausalLM.from_pretrained(
                 folder, gguf_file=name, dtype=torch.float32
