@@ -37,6 +37,7 @@ from localrag.finetune.train import train_lora  # noqa: E402
 from localrag.llm import LLMSettings, LocalLLM  # noqa: E402
 from localrag.models import ggml_quant  # noqa: E402
 from tests.helpers.gemma import join_gemma  # noqa: E402
+from tests.helpers.gguf import llama_cpp_logits  # noqa: E402
 
 FACTS = [
     ("What colour is the Zorblat lighthouse?", "The Zorblat lighthouse is painted teal.", "teal"),
@@ -65,17 +66,6 @@ def round_trip(base: Path) -> str:
         f"round trip without an update: {same} of {total} LoRA-target tensors byte-identical; "
         f"largest weight change in the others {worst:.2g}"
     )
-
-
-def logits_llama_cpp(path: Path, ids: list[int]) -> np.ndarray:
-    import llama_cpp
-
-    llama = llama_cpp.Llama(model_path=str(path), n_ctx=256, logits_all=True, verbose=False)
-    try:
-        llama.eval(ids)
-        return np.array(llama.scores[: len(ids)])
-    finally:
-        llama.close()
 
 
 def main() -> None:
@@ -143,7 +133,7 @@ def main() -> None:
                 chat_template=chat_template_for(base), changed_type=changed_tensor_type(name),
             )  # fmt: skip
             took = time.perf_counter() - t
-            served = logits_llama_cpp(out, ids)
+            served = llama_cpp_logits(out, ids)
             llm = LocalLLM.load(out, LLMSettings(n_ctx=512, temperature=0.0))
             try:
                 right = 0

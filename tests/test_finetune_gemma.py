@@ -26,6 +26,7 @@ from localrag.llm import LLMSettings, LocalLLM, load_llm
 from localrag.models.registry import ModelRegistry
 from localrag.store import Store
 from tests.helpers.gemma import GEMMA_SHA256
+from tests.helpers.gguf import llama_cpp_logits
 from tests.helpers.handbook import write_handbook
 
 torch = pytest.importorskip("torch")
@@ -58,17 +59,6 @@ def _facts_dataset(folder: Path) -> Path:
     return folder
 
 
-def _gguf_logits(path: Path, ids: list[int]) -> np.ndarray:
-    import llama_cpp
-
-    llama = llama_cpp.Llama(model_path=str(path), n_ctx=128, logits_all=True, verbose=False)
-    try:
-        llama.eval(ids)
-        return np.array(llama.scores[: len(ids)])
-    finally:
-        llama.close()
-
-
 def test_merged_gemma_matches_transformers_and_answers_what_it_was_taught(
     gemma_gguf: Path, gemma_training_base: Path, tmp_path: Path
 ) -> None:
@@ -99,7 +89,7 @@ def test_merged_gemma_matches_transformers_and_answers_what_it_was_taught(
         tuned = model(torch.tensor([ids])).logits[0].numpy()
     with model.disable_adapter(), torch.no_grad():
         untuned = model(torch.tensor([ids])).logits[0].numpy()
-    served = _gguf_logits(merged, ids)
+    served = llama_cpp_logits(merged, ids)
     # Stated tolerance for the Q8_0-stored merged layers (llama.cpp also rounds activations to
     # 8 bits): the same next token everywhere and a mean gap of 0.3, while training moved the
     # logits by far more than that, so a merge that lost the update would fail.

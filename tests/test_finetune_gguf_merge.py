@@ -23,6 +23,7 @@ from localrag.finetune.gguf_merge import (
 from localrag.finetune.settings import TrainSettings
 from localrag.finetune.train import train_lora
 from localrag.models.gguf_convert import convert
+from tests.helpers.gguf import llama_cpp_logits
 from tests.helpers.llm import TinySpec, write_tiny_model
 
 torch = pytest.importorskip("torch")
@@ -68,17 +69,6 @@ def _logits_transformers(model_dir: Path, adapter: Path | None, ids: list[int]) 
         return model.eval()(torch.tensor([ids])).logits[0].numpy()
 
 
-def _logits_llama_cpp(gguf_path: Path, ids: list[int]) -> np.ndarray:
-    import llama_cpp
-
-    llama = llama_cpp.Llama(model_path=str(gguf_path), n_ctx=128, logits_all=True, verbose=False)
-    try:
-        llama.eval(ids)
-        return np.array(llama.scores[: len(ids)])
-    finally:
-        llama.close()
-
-
 def _probe_ids(model_dir: Path) -> list[int]:
     tokenizer = transformers.AutoTokenizer.from_pretrained(str(model_dir))
     return list(tokenizer(PROBE, add_special_tokens=False)["input_ids"])
@@ -92,7 +82,7 @@ def test_merged_gguf_computes_what_transformers_computes_with_the_adapter(
         base, adapter, tmp_path / "m.gguf", reference=reference, changed_type=F32
     )
     ids = _probe_ids(reference)
-    served = _logits_llama_cpp(merged, ids)
+    served = llama_cpp_logits(merged, ids)
     tuned = _logits_transformers(reference, adapter, ids)
     untuned = _logits_transformers(reference, None, ids)
     assert np.abs(tuned - untuned).max() > 1.0  # the adapter changes the model's predictions
@@ -145,7 +135,7 @@ def test_llama_rotary_rows_are_permuted_like_the_converter_does(tmp_path: Path) 
     merged = merge_into_gguf(base, adapter, tmp_path / "m.gguf", reference=hf, changed_type=F32)
     ids = _probe_ids(hf)
     tuned = _logits_transformers(hf, adapter, ids)
-    assert np.abs(_logits_llama_cpp(merged, ids) - tuned).max() < 0.1
+    assert np.abs(llama_cpp_logits(merged, ids) - tuned).max() < 0.1
 
 
 def test_an_adapter_trained_on_other_weights_is_refused(
