@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from localrag.embedder import Embedder
 from localrag.errors import LocalragError
 from localrag.indexer import text_hash
-from localrag.store import Store
+from localrag.store import Store, identity_record
 
 # Passages per batch (one model call sequence and one commit each): big enough to keep the
 # model busy, small enough that an interruption loses a few seconds of work.
@@ -74,7 +74,7 @@ def reembed(
     """
     started = time.perf_counter()
     identity = embedder.identity
-    wanted = {"name": identity.name, "dim": identity.dim, "fingerprint": identity.fingerprint}
+    wanted = identity_record(identity.name, identity.dim, identity.fingerprint)
     current = store.model_identity()
     report = ReembedReport(
         previous=None if current is None else str(current["name"]), target=identity.name

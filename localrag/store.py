@@ -310,6 +310,11 @@ _CONVERSATION_SELECT = (
 )
 
 
+def identity_record(name: str, dim: int, fingerprint: str) -> dict[str, Any]:
+    """An embedding model's identity as the index records it (meta `embedder`, `reembed`)."""
+    return {"name": name, "dim": dim, "fingerprint": fingerprint}
+
+
 def _vector_blob(vector: np.ndarray) -> bytes:
     return np.ascontiguousarray(vector, dtype=np.float32).tobytes()
 
@@ -497,7 +502,7 @@ class Store:
     def bind_embedder(self, name: str, dim: int, fingerprint: str) -> None:
         """Record the model on first use; refuse a different one afterwards."""
         if self.model_identity() is None:
-            wanted = {"name": name, "dim": dim, "fingerprint": fingerprint}
+            wanted = identity_record(name, dim, fingerprint)
             with self.transaction() as db:
                 # Checked again under the write lock: two first runs on one new database
                 # must not both record it.
@@ -513,7 +518,7 @@ class Store:
 
     def check_embedder(self, name: str, dim: int, fingerprint: str) -> None:
         """Vectors from two models are not comparable: say so instead of returning garbage."""
-        wanted = {"name": name, "dim": dim, "fingerprint": fingerprint}
+        wanted = identity_record(name, dim, fingerprint)
         stored = self.model_identity()
         if stored is not None and stored != wanted and self.reembed_target() == wanted:
             done, total = self.reembed_counts()
@@ -548,7 +553,7 @@ class Store:
 
     def begin_reembed(self, name: str, dim: int, fingerprint: str) -> bool:
         """Start moving the index to this model, or carry on an earlier move to it (False)."""
-        wanted = {"name": name, "dim": dim, "fingerprint": fingerprint}
+        wanted = identity_record(name, dim, fingerprint)
         with self.transaction() as db:
             row = db.execute("SELECT value FROM meta WHERE key = 'reembed'").fetchone()
             has_table = db.execute(
@@ -613,7 +618,7 @@ class Store:
         its new vector; None when some have not (another process indexed meanwhile).
         Returns how many documents must be cut into passages again (their mtime and hash are
         cleared, so the next pass re-reads them)."""
-        wanted = {"name": name, "dim": dim, "fingerprint": fingerprint}
+        wanted = identity_record(name, dim, fingerprint)
         with self.transaction() as db:
             row = db.execute("SELECT value FROM meta WHERE key = 'reembed'").fetchone()
             if row is None or json.loads(row[0]) != wanted:

@@ -146,13 +146,11 @@ def index(
 
 def _reembed_under_way(store: Store, embedder: Embedder) -> bool:
     """An earlier `--reembed` to this very model was interrupted: a plain run finishes it."""
-    target = store.reembed_target()
+    from localrag.store import identity_record
+
     identity = embedder.identity
-    return target is not None and target == {
-        "name": identity.name,
-        "dim": identity.dim,
-        "fingerprint": identity.fingerprint,
-    }
+    wanted = identity_record(identity.name, identity.dim, identity.fingerprint)
+    return store.reembed_target() == wanted
 
 
 def _reembed(store: Store, embedder: Embedder, quiet: bool, batch: int) -> None:
