@@ -35,7 +35,12 @@ import numpy as np
 
 from localrag.errors import ModelError
 from localrag.models import ggml_quant
-from localrag.models.gguf_convert import StoredTensor, permute_rotary, read_safetensors_file
+from localrag.models.gguf_convert import (
+    StoredTensor,
+    permute_rotary,
+    read_safetensors,
+    read_safetensors_file,
+)
 
 ADAPTER_CONFIG = "adapter_config.json"
 ADAPTER_WEIGHTS = "adapter_model.safetensors"
@@ -179,12 +184,6 @@ def _layout(
     )
 
 
-def _reference_tensors(reference: Path) -> dict[str, StoredTensor]:
-    from localrag.models.gguf_convert import read_safetensors
-
-    return read_safetensors(Path(reference))
-
-
 def _copy_metadata(
     reader: gguf.GGUFReader, writer: gguf.GGUFWriter, chat_template: str | None
 ) -> None:
@@ -232,7 +231,7 @@ def merge_into_gguf(
     arch = _arch(reader)
     counts = (f"{arch}.attention.head_count", f"{arch}.attention.head_count_kv")
     heads = tuple(n for n in (_metadata_int(reader, key) for key in counts) if n)
-    ref_tensors = _reference_tensors(reference)
+    ref_tensors = read_safetensors(Path(reference))
     for layer in changes.values():
         if layer.hf_weight not in ref_tensors:
             raise ModelError(f"{reference} has no {layer.hf_weight}: not the training base")
