@@ -37,7 +37,7 @@ from localrag.finetune.train import train_lora  # noqa: E402
 from localrag.llm import LLMSettings, LocalLLM  # noqa: E402
 from localrag.models import ggml_quant  # noqa: E402
 from tests.helpers.gemma import join_gemma  # noqa: E402
-from tests.helpers.gguf import llama_cpp_logits  # noqa: E402
+from tests.helpers.logits import llama_cpp_logits, peft_logits  # noqa: E402
 
 FACTS = [
     ("What colour is the Zorblat lighthouse?", "The Zorblat lighthouse is painted teal.", "teal"),
@@ -74,9 +74,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=ROOT / "bench/results/gguf_merge.txt")
     args = parser.parse_args()
 
-    import torch
     import transformers
-    from peft import PeftModel
 
     lines = ["Merging a LoRA adapter into Gemma 3 270M Q4_K_M (bench/bench_gguf_merge.py)."]
     with tempfile.TemporaryDirectory() as work_dir:
@@ -108,15 +106,7 @@ def main() -> None:
             [{"role": "user", "content": FACTS[0][0]}], tokenize=False, add_generation_prompt=True
         )
         ids = list(tokenizer(prompt, add_special_tokens=False)["input_ids"])
-        model = transformers.AutoModelForCausalLM.from_pretrained(
-            str(reference), dtype=torch.float32
-        )
-        model = PeftModel.from_pretrained(model, str(adapter)).eval()
-        with torch.no_grad():
-            tuned = model(torch.tensor([ids])).logits[0].numpy()
-        with model.disable_adapter(), torch.no_grad():
-            untuned = model(torch.tensor([ids])).logits[0].numpy()
-        del model
+        tuned, untuned = peft_logits(reference, adapter, ids)
         lines.append(
             f"training moved the prompt's logits by mean |Δ| {np.abs(tuned - untuned).mean():.3f}"
         )

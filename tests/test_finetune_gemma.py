@@ -26,8 +26,8 @@ from localrag.llm import LLMSettings, LocalLLM, load_llm
 from localrag.models.registry import ModelRegistry
 from localrag.store import Store
 from tests.helpers.gemma import GEMMA_SHA256
-from tests.helpers.gguf import llama_cpp_logits
 from tests.helpers.handbook import write_handbook
+from tests.helpers.logits import llama_cpp_logits, peft_logits
 
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
@@ -81,14 +81,7 @@ def test_merged_gemma_matches_transformers_and_answers_what_it_was_taught(
         [{"role": "user", "content": FACTS[0][0]}], tokenize=False, add_generation_prompt=True
     )
     ids = list(tokenizer(prompt, add_special_tokens=False)["input_ids"])
-    model = transformers.AutoModelForCausalLM.from_pretrained(
-        str(gemma_training_base), dtype=torch.float32
-    )
-    model = peft.PeftModel.from_pretrained(model, str(adapter.adapter_dir)).eval()
-    with torch.no_grad():
-        tuned = model(torch.tensor([ids])).logits[0].numpy()
-    with model.disable_adapter(), torch.no_grad():
-        untuned = model(torch.tensor([ids])).logits[0].numpy()
+    tuned, untuned = peft_logits(gemma_training_base, adapter.adapter_dir, ids)
     served = llama_cpp_logits(merged, ids)
     # Stated tolerance for the Q8_0-stored merged layers (llama.cpp also rounds activations to
     # 8 bits): the same next token everywhere and a mean gap of 0.3, while training moved the

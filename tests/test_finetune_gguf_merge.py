@@ -23,8 +23,8 @@ from localrag.finetune.gguf_merge import (
 from localrag.finetune.settings import TrainSettings
 from localrag.finetune.train import train_lora
 from localrag.models.gguf_convert import convert
-from tests.helpers.gguf import llama_cpp_logits
 from tests.helpers.llm import TinySpec, write_tiny_model
+from tests.helpers.logits import llama_cpp_logits, peft_logits
 
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
@@ -61,14 +61,6 @@ def qwen2_run(tmp_path_factory: pytest.TempPathFactory, tiny_gguf: dict[str, Pat
     return tiny_gguf["f32"], reference, adapter
 
 
-def _logits_transformers(model_dir: Path, adapter: Path | None, ids: list[int]) -> np.ndarray:
-    model = transformers.AutoModelForCausalLM.from_pretrained(str(model_dir), dtype=torch.float32)
-    if adapter is not None:
-        model = peft.PeftModel.from_pretrained(model, str(adapter))
-    with torch.no_grad():
-        return model.eval()(torch.tensor([ids])).logits[0].numpy()
-
-
 def _probe_ids(model_dir: Path) -> list[int]:
     tokenizer = transformers.AutoTokenizer.from_pretrained(str(model_dir))
     return list(tokenizer(PROBE, add_special_tokens=False)["input_ids"])
@@ -83,8 +75,7 @@ def test_merged_gguf_computes_what_transformers_computes_with_the_adapter(
     )
     ids = _probe_ids(reference)
     served = llama_cpp_logits(merged, ids)
-    tuned = _logits_transformers(reference, adapter, ids)
-    untuned = _logits_transformers(reference, None, ids)
+    tuned, untuned = peft_logits(reference, adapter, ids)
     assert np.abs(tuned - untuned).max() > 1.0  # the adapter changes the model's predictions
     # Stated tolerance: llama.cpp and torch differ only in float32 summation order.
     assert np.abs(served - tuned).max() < 0.1
@@ -134,7 +125,7 @@ def test_llama_rotary_rows_are_permuted_like_the_converter_does(tmp_path: Path) 
     adapter = _train(hf, tmp_path / "run", _facts(tmp_path / "data"))
     merged = merge_into_gguf(base, adapter, tmp_path / "m.gguf", reference=hf, changed_type=F32)
     ids = _probe_ids(hf)
-    tuned = _logits_transformers(hf, adapter, ids)
+    tuned, _untuned = peft_logits(hf, adapter, ids)
     assert np.abs(llama_cpp_logits(merged, ids) - tuned).max() < 0.1
 
 

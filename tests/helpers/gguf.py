@@ -60,15 +60,3 @@ def write_gguf(
     w.write_tensors_to_file()
     w.close()
     return path
-
-
-def llama_cpp_logits(path: Path, ids: list[int], n_ctx: int = 256) -> np.ndarray:
-    """llama.cpp's next-token logits at every position of `ids` (rows × vocabulary)."""
-    import llama_cpp
-
-    llama = llama_cpp.Llama(model_path=str(path), n_ctx=n_ctx, logits_all=True, verbose=False)
-    try:
-        llama.eval(ids)
-        return np.array(llama.scores[: len(ids)])
-    finally:
-        llama.close()
