@@ -531,16 +531,16 @@ def test_keyboard_only_navigation(handbook, embedder) -> None:  # type: ignore[n
             await ask(pilot, "Where do visitors park?")
             await ask(pilot, "How are taxis paid back?")
             assert app.sources_pane.sources[0].path.endswith("travel.md")
-            # Focus goes in screen order: answers, question, sources.
-            await pilot.press("shift+tab")
+            # Focus goes from the question to the answers, then the sources, and round.
+            await pilot.press("tab")
             assert isinstance(app.focused, ConversationView)
             await pilot.press("up")  # the earlier answer, and its sources beside it
             first = app.conversation_view.turns[0]
             assert app.conversation_view.selected is first
             assert app.sources_pane.sources[0].path.endswith("parking.md")
-            await pilot.press("tab", "tab")
+            await pilot.press("tab")
             assert isinstance(app.focused, OptionList)
-            await pilot.press("shift+tab")
+            await pilot.press("tab")
             assert isinstance(app.focused, Input)
 
     run(scenario())
@@ -590,5 +590,113 @@ def test_a_saved_conversation_is_deleted_from_the_picker(handbook, embedder) -> 
             await ask(pilot, "How are taxis paid back?")
             (saved,) = app.assistant.conversations()
             assert saved.turns == 1 and saved.title == "How are taxis paid back?"
+
+    run(scenario())
+
+
+LONG_HEADING = (
+    "Quarterly rotation of the offsite backup tapes, checked and signed by the operations "
+    "lead and kept for the auditors"
+)
+
+
+def test_a_heading_too_long_for_the_source_screen_ends_with_an_ellipsis(
+    tmp_path: Path, embedder
+) -> None:  # type: ignore[no-untyped-def]
+    backups = f"# {LONG_HEADING}\n\nBackup tapes are rotated every quarter."
+    folder = write_handbook(tmp_path / "handbook", {"security/backups.md": backups})
+    db = tmp_path / "index.db"
+    with Store.open(db) as store:
+        Indexer(store, embedder).index([folder])
+    app = make_app(db, embedder, use_model=False)
+
+    async def scenario() -> None:
+        async with app.run_test(size=(80, 24)) as pilot:
+            await wait_ready(pilot)
+            await ask(pilot, "How often are backup tapes rotated?")
+            app.conversation_view.focus()
+            await pilot.press("1")
+            await wait_for(pilot, lambda: isinstance(app.screen, SourceScreen))
+            await pilot.pause()
+            screen = app.screen
+            assert isinstance(screen, SourceScreen)
+            assert screen.source.passage.heading == LONG_HEADING
+            heading = screen.query_one("#source-heading")
+            # One line, inside the dialog (not clipped by it), and marked as cut.
+            assert heading.region.height == 1
+            dialog = screen.query_one("#source-dialog")
+            assert heading.region.right <= dialog.content_region.right
+            shown = heading.render_line(0).text.rstrip()
+            assert shown.endswith("…") and len(shown) < len(LONG_HEADING)
+            assert LONG_HEADING.startswith(shown[:-1].rstrip())
+
+    run(scenario())
+
+
+def test_tab_goes_from_the_question_to_the_answers_to_the_sources(handbook, embedder) -> None:  # type: ignore[no-untyped-def]
+    from localrag.tui.widgets.conversation import ConversationView
+
+    _, db = handbook
+    app = make_app(db, embedder, use_model=False)
+
+    async def scenario() -> None:
+        async with app.run_test(size=(120, 36)) as pilot:
+            await wait_ready(pilot)
+            await ask(pilot, "Where do visitors park?")
+            question = app.query_one("#question", Input)
+            sources = app.sources_pane.option_list
+            # Tab from the answers reaches the sources (it went back to the question).
+            app.conversation_view.focus()
+            await pilot.press("tab")
+            assert app.focused is sources
+            # The whole cycle: question → answers → sources → question.
+            question.focus()
+            await pilot.press("tab")
+            assert isinstance(app.focused, ConversationView)
+            await pilot.press("tab")
+            assert app.focused is sources
+            await pilot.press("tab")
+            assert app.focused is question
+            # Shift+tab walks the same cycle backwards.
+            await pilot.press("shift+tab")
+            assert app.focused is sources
+            await pilot.press("shift+tab")
+            assert isinstance(app.focused, ConversationView)
+            await pilot.press("shift+tab")
+            assert app.focused is question
+
+    run(scenario())
+
+
+# Four passages on the same question: an extractive answer far taller than 80×24 shows.
+MORE_BACKUPS = {
+    f"security/site{i}.md": f"# Backups at site {i}\n\nBackup tapes are rotated every quarter "
+    f"at site {i}. " + "The operations lead checks the rotation log and signs it. " * 4
+    for i in range(3)
+}
+
+
+def test_the_view_follows_a_finished_answer_to_its_last_line_at_80x24(
+    tmp_path: Path, embedder
+) -> None:  # type: ignore[no-untyped-def]
+    folder = write_handbook(tmp_path / "handbook", MORE_BACKUPS)
+    db = tmp_path / "index.db"
+    with Store.open(db) as store:
+        Indexer(store, embedder).index([folder])
+    app = make_app(db, embedder, use_model=False)
+
+    async def scenario() -> None:
+        async with app.run_test(size=(80, 24)) as pilot:
+            await wait_ready(pilot)
+            await ask(pilot, "How often are backup tapes rotated?")
+            view = app.conversation_view
+            (turn,) = view.turns
+            assert turn.data.mode == "extractive" and len(turn.data.sources) > 1
+            await wait_for(pilot, lambda: view.max_scroll_y > 0)  # the answer does not fit
+            # The answer's last line (its meta line, under the passages) comes into view.
+            meta = turn.query_one(".meta")
+            assert "passages" in turn.meta_text
+            await wait_for(pilot, lambda: view.region.contains_region(meta.region), timeout=5)
+            assert view.scroll_y == view.max_scroll_y
 
     run(scenario())

@@ -24,6 +24,7 @@ from textual.containers import Horizontal, Vertical
 from textual.message import Message
 from textual.reactive import reactive
 from textual.screen import Screen
+from textual.widget import Widget
 from textual.widgets import Footer, Input
 
 from localrag.assistant import Assistant, IndexStatus
@@ -42,6 +43,17 @@ if TYPE_CHECKING:
 
 NARROW = 100  # below this many columns the sources pane goes under the conversation
 STATUS_EVERY = 0.5  # seconds between status queries while files are being indexed
+
+
+class MainScreen(Screen[None]):
+    """The app's own screen: tab goes question → answers → sources, and round again."""
+
+    @property
+    def focus_chain(self) -> list[Widget]:
+        # Textual orders focus by position, which puts the question box (docked under the
+        # answers) between the answers and the sources: tab from the answers went back to it.
+        chain = super().focus_chain
+        return [w for w in chain if w.id == "question"] + [w for w in chain if w.id != "question"]
 
 
 class LocalragApp(App[None]):
@@ -108,6 +120,9 @@ class LocalragApp(App[None]):
         self._status_refreshed = 0.0  # monotonic time of the last index status query
 
     # -- layout -----------------------------------------------------------------------------------
+
+    def get_default_screen(self) -> Screen[Any]:
+        return MainScreen(id="_default")
 
     def compose(self) -> ComposeResult:
         with Horizontal(id="main"):

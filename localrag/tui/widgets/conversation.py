@@ -132,12 +132,17 @@ class TurnView(Vertical):
         stats: GenerationStats | None = None,
         passages_only: str | None = None,
     ) -> None:
+        view = self.parent if isinstance(self.parent, ConversationView) else None
+        following = view is not None and view.following  # before the final text grows the turn
         if self._stream is not None:
             await self._stream.stop()
             self._stream = None
         self.data.text, self.data.cited, self.data.stopped = text, cited, stopped
         await self.markdown.update(self._final_markdown())
         self.set_meta(self._meta(stats, passages_only))
+        if view is not None and following:
+            # Passages (no model, search only) come all at once, unstreamed: show their end too.
+            view.call_after_refresh(view.scroll_end, animate=False)
 
     async def fail(self, message: str) -> None:
         if self._stream is not None:
@@ -192,8 +197,8 @@ class TurnView(Vertical):
 WELCOME = """\
 Ask a question about your documents below. Answers cite their sources: [1], [2]…
 
-Keys: shift+tab goes to the answers, tab to the sources; there ↑/↓ pick an answer, \
-1-9 show a cited source; esc stops an answer; ctrl+p lists every command.
+Keys: tab goes to the answers, where ↑/↓ pick one and 1-9 show a cited source, then to \
+the sources; esc stops an answer; ctrl+p lists every command.
 """
 
 
@@ -246,9 +251,14 @@ class ConversationView(VerticalScroll, can_focus=True):
         self.scroll_end(animate=False)
         return turn
 
+    @property
+    def following(self) -> bool:
+        """At the end, or near it: the user has not scrolled up to read."""
+        return self.max_scroll_y - self.scroll_y <= 3
+
     def follow(self) -> None:
         """Keep the end of a growing answer in view, unless the user scrolled up to read."""
-        if self.max_scroll_y - self.scroll_y <= 3:
+        if self.following:
             self.call_after_refresh(self.scroll_end, animate=False)
 
     async def clear(self) -> None:
