@@ -386,6 +386,7 @@ class LocalLLM:
             chunks = self.llama.create_completion(
                 prompt=list(prompt),
                 max_tokens=budget,
+                stopping_criteria=_token_limit(len(prompt) + budget),
                 temperature=settings.temperature if temperature is None else temperature,
                 top_p=settings.top_p,
                 seed=settings.seed,
@@ -417,6 +418,19 @@ class LocalLLM:
         finally:
             if acquired:
                 self._lock.release()
+
+
+def _token_limit(total: int) -> Any:
+    """Stop once the context holds `total` tokens. llama-cpp-python checks `max_tokens` only
+    after a token that completes a character, so a run of partial UTF-8 bytes (CJK or emoji
+    text split into byte tokens) can run past it and off the end of the context window."""
+    from llama_cpp import StoppingCriteriaList
+
+    def reached(input_ids: Any, _logits: Any) -> bool:
+        # input_ids: the tokens evaluated so far; the one just sampled is not among them.
+        return len(input_ids) >= total
+
+    return StoppingCriteriaList([reached])
 
 
 def load_llm(name_or_path: str | None = None, **overrides: Any) -> LocalLLM | None:

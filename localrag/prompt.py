@@ -131,6 +131,31 @@ def source_block(number: int, passage: Passage) -> str:
     )
 
 
+def _cut_to_fit(
+    llm: Tokenizing, number: int, passage: Passage, cost: int, room: int
+) -> tuple[Passage, str, int] | None:
+    """`passage` cut (and marked) so that its block costs at most `room` tokens, with the
+    block and its cost; None when too little of it would be left to be worth giving."""
+    body = defuse(passage.text.strip())
+    overhead = cost - llm.count_tokens(body)
+    # The marker costs tokens too: cut to what is left once it is counted.
+    target = room - overhead - llm.count_tokens(CUT_MARKER)
+    # Tokens merge differently around a cut, so the block can come out a token or two over;
+    # cut again by the excess (a few rounds at most).
+    for _ in range(4):
+        if target < MIN_SOURCE_TOKENS:
+            return None
+        cut = Passage(
+            passage.path, passage.location, passage.heading, llm.truncate(body, target) + CUT_MARKER
+        )
+        block = source_block(number, cut)
+        cost = llm.count_tokens(block)
+        if cost <= room:
+            return cut, block, cost
+        target -= cost - room
+    return None
+
+
 def _messages(
     question: str, history: Sequence[tuple[str, str]], blocks: Sequence[str]
 ) -> list[dict[str, object]]:
@@ -186,17 +211,10 @@ def pack_prompt(
         block = source_block(len(kept) + 1, passage)
         cost = llm.count_tokens(block)
         if cost > room:
-            body = defuse(passage.text.strip())
-            overhead = cost - llm.count_tokens(body)
-            if room - overhead < MIN_SOURCE_TOKENS:
+            fitted = _cut_to_fit(llm, len(kept) + 1, passage, cost, room)
+            if fitted is None:
                 break
-            # The marker costs tokens too: cut to what is left once it is counted.
-            cut = llm.truncate(body, room - overhead - llm.count_tokens(CUT_MARKER)) + CUT_MARKER
-            passage = Passage(passage.path, passage.location, passage.heading, cut)
-            block = source_block(len(kept) + 1, passage)
-            cost = llm.count_tokens(block)
-            if cost > room:
-                break
+            passage, block, cost = fitted
             truncated += 1
         kept.append(passage)
         blocks.append(block)

@@ -189,7 +189,8 @@ def test_packing_never_exceeds_the_context_window(tmp_path, embedder, tiny_gguf,
             answer = Answerer(s, embedder, llm).ask("When are backup tapes rotated?")  # type: ignore[arg-type]
             answer.read()
         prompt_tokens = len(llm.prompts[0])
-        assert prompt_tokens + min(64, n_ctx // 2) <= n_ctx
+        window = model.n_ctx  # llama.cpp rounds the window up (700 → 768)
+        assert prompt_tokens + min(64, window // 2) <= window
         assert prompt_tokens > n_ctx * 0.5  # the room was used, not wasted
         assert answer.dropped > 0  # eight long passages cannot all fit
         assert len(answer.sources) >= 1

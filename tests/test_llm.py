@@ -94,6 +94,18 @@ def test_closing_the_stream_stops_generation(llm: LocalLLM) -> None:
     assert llm.complete(prompt, max_tokens=4, temperature=0.0)
 
 
+def test_partial_utf8_tokens_never_run_past_the_budget(llm: LocalLLM) -> None:
+    # This random model answers "hello" with byte tokens that complete no character:
+    # llama-cpp-python alone checks max_tokens only after whole characters, and ran on for
+    # 62 tokens here; a prompt packed to the edge of the window then crashed in llama_decode.
+    prompt = llm.chat_prompt([{"role": "user", "content": "hello"}]).tokens
+    llm.complete(prompt, max_tokens=16, temperature=0.0)
+    assert llm.llama.n_tokens - len(prompt) <= 16
+    near_the_edge = [1] * (llm.n_ctx - 16 - len(prompt)) + prompt
+    llm.complete(near_the_edge, max_tokens=16, temperature=0.0)  # no llama_decode failure
+    assert llm.llama.n_tokens <= llm.n_ctx
+
+
 def test_a_prompt_that_fills_the_context_is_refused(llm: LocalLLM) -> None:
     with pytest.raises(ModelError, match="fills the context window"):
         list(llm.stream([1] * llm.n_ctx))
