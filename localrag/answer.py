@@ -507,7 +507,8 @@ class Answerer:
 
 
 def _fuse_results(ranked: Sequence[tuple[list[SearchResult], float]], k: int) -> list[SearchResult]:
-    """Weighted reciprocal-rank fusion of several result lists (by chunk)."""
+    """Weighted reciprocal-rank fusion of several result lists (by first passage); a result
+    sharing a passage with a better one (neighbours joined differently per query) is dropped."""
     best: dict[int, SearchResult] = {}  # per chunk, the result with the highest similarity
     for results, _ in ranked:
         for result in results:
@@ -515,4 +516,13 @@ def _fuse_results(ranked: Sequence[tuple[list[SearchResult], float]], k: int) ->
             if seen is None or (result.vector_score or 0) > (seen.vector_score or 0):
                 best[result.chunk.chunk_id] = result
     fused = fuse_rankings(([r.chunk.chunk_id for r in results], w) for results, w in ranked)
-    return [best[chunk_id] for chunk_id, _ in fused[:k]]
+    kept: list[SearchResult] = []
+    taken: set[int] = set()
+    for chunk_id, _ in fused:
+        result = best[chunk_id]
+        if taken.isdisjoint(result.run):
+            kept.append(result)
+            taken.update(result.run)
+            if len(kept) == k:
+                break
+    return kept

@@ -603,7 +603,7 @@ def _related_rows(
         for path in (result.path, *result.also_in):
             if path in exclude:
                 continue
-            counts[path] = counts.get(path, 0) + 1
+            counts[path] = counts.get(path, 0) + len(result.run)
             if path not in best:
                 best[path] = result if path == result.path else _retarget(result, path)
     ranked = list(best.values())[:limit]

@@ -123,6 +123,7 @@ ABLATIONS: tuple[tuple[str, Stages, Mode], ...] = (
     ("without the exact lane", Stages(exact_lane=False), "hybrid"),
     ("without the keyword coverage filter", Stages(coverage_filter=False), "hybrid"),
     ("with plain fusion (RRF k=60, equal weights)", Stages(tuned_fusion=False), "hybrid"),
+    ("without joining neighbouring passages", Stages(neighbour_runs=False), "hybrid"),
     ("without the keyword side (vectors only)", ALL_STAGES, "vector"),
     ("keywords only (BM25)", ALL_STAGES, "keyword"),
 )

@@ -77,7 +77,8 @@ class Location(TypedDict):
 
 class SearchHit(Location):
     rank: int
-    chunk_id: int
+    chunk_id: int  # the passage that matched best (for `passage`)
+    chunk_ids: list[int]  # every stored passage the text joins, in file order
     score: float
     vector_score: float | None  # cosine similarity, when the vector side found it
     keyword_score: float | None  # BM25, when the keyword side found it
@@ -319,6 +320,7 @@ def _hit(r: SearchResult) -> SearchHit:
         **_location(r.chunk),
         "rank": r.rank,
         "chunk_id": r.chunk.chunk_id,
+        "chunk_ids": list(r.run),
         "score": round(r.score, 6),
         "vector_score": r.vector_score,
         "keyword_score": r.keyword_score,

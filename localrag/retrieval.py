@@ -10,7 +10,8 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from itertools import pairwise
 from typing import Literal
 
 import numpy as np
@@ -39,6 +40,11 @@ MIN_KEYWORD_COVERAGE = 0.7
 # passages holding it a lane of their own in the fusion, at this weight.
 EXACT_TERM_CHUNKS = 3
 EXACT_WEIGHT = 1.5
+# Passages next to each other in one file, both among this many best candidates, are one
+# result (at most RUN_MAX_CHUNKS passages long): the reader gets the text around a border in
+# one piece, and the other results are free for other places (bench/questions/README.md).
+RUN_WINDOW = 50
+RUN_MAX_CHUNKS = 3
 # A word the embedder splits into this many pieces or more is unknown to it as a whole.
 SPECIFIC_MIN_PIECES = 2
 # A term in more chunks than this is "common": it neither drives the hybrid keyword query
@@ -64,6 +70,7 @@ class Stages:
     coverage_filter: bool = True  # keyword hits must cover most of the query's IDF weight
     exact_lane: bool = True  # passages holding a rare code, name or invented word
     tuned_fusion: bool = True  # RRF_K and KEYWORD_WEIGHT; off: textbook RRF (k=60, equal)
+    neighbour_runs: bool = True  # adjacent passages of one file found together: one result
 
 
 ALL_STAGES = Stages()
@@ -77,6 +84,13 @@ class SearchResult:
     vector_score: float | None = None  # cosine similarity, when the vector side found it
     keyword_score: float | None = None  # BM25 (higher is better), when FTS found it
     also_in: list[str] = field(default_factory=list)  # other files with the identical passage
+    # The stored passages this result joins, in file order (one, unless neighbours were found
+    # together); `chunk` then spans them all, with the chunk_id of the one that matched best.
+    run: tuple[int, ...] = ()
+
+    def __post_init__(self) -> None:
+        if not self.run:
+            object.__setattr__(self, "run", (self.chunk.chunk_id,))
 
     @property
     def path(self) -> str:
@@ -220,31 +234,22 @@ class Retriever:
                 ],
                 k=RRF_K if tuned else PLAIN_RRF_K,
             )
-            hits = self.store.chunk_hits([cid for cid, _ in fused[: k * 3]])
+            hits = self.store.chunk_hits([cid for cid, _ in fused[: max(k * 3, RUN_WINDOW)]])
+        runs = _gather_runs(fused, hits, k, joining=self.stages.neighbour_runs)
         vector_scores = dict(vector_ranked)
         keyword_scores = dict(keyword_ranked)
-        results: list[SearchResult] = []
-        by_embedding: dict[int, SearchResult] = {}
-        for chunk_id, score in fused:
-            hit = hits.get(chunk_id)
-            if hit is None:
-                continue
-            twin = by_embedding.get(hit.embedding_id)
-            if twin is not None:  # the same passage in another file: one result, both paths
-                twin.also_in.append(hit.path)
-                continue
-            result = SearchResult(
-                rank=len(results) + 1,
-                score=score,
-                chunk=hit,
-                vector_score=vector_scores.get(chunk_id),
-                keyword_score=keyword_scores.get(chunk_id),
+        return [
+            SearchResult(
+                rank=rank,
+                score=run.score,
+                chunk=run.joined(),
+                vector_score=vector_scores.get(run.best.chunk_id),
+                keyword_score=keyword_scores.get(run.best.chunk_id),
+                also_in=run.also_in,
+                run=tuple(h.chunk_id for h in run.members),
             )
-            by_embedding[hit.embedding_id] = result
-            results.append(result)
-            if len(results) == k:
-                break
-        return results
+            for rank, run in enumerate(runs, 1)
+        ]
 
     def _keyword_search(
         self, query: str, depth: int, path_filter: str | None
@@ -342,6 +347,98 @@ class Retriever:
         for embedding_id, sim in best:
             ranked.extend((cid, sim) for cid in chunk_ids.get(embedding_id, []))
         return ranked[:depth]
+
+
+@dataclass
+class _Run:
+    """One result in the making: its best passage, and its neighbours found with it."""
+
+    best: ChunkHit
+    score: float
+    members: list[ChunkHit]
+    also_in: list[str] = field(default_factory=list)
+
+    def takes(self, hit: ChunkHit) -> bool:
+        """Whether `hit` continues this run at either end, and there is room for it."""
+        return (
+            hit.document_id == self.best.document_id
+            and len(self.members) < RUN_MAX_CHUNKS
+            and hit.ordinal in (self.members[0].ordinal - 1, self.members[-1].ordinal + 1)
+        )
+
+    def add(self, hit: ChunkHit) -> None:
+        self.members.append(hit)
+        self.members.sort(key=lambda h: h.ordinal)
+
+    def joined(self) -> ChunkHit:
+        """The run as one passage: texts in file order, lines and pages from first to last;
+        its id, heading and vector stay those of the passage that matched best."""
+        first, last = self.members[0], self.members[-1]
+        if first is last:
+            return first
+        pages = [p for h in self.members for p in (h.page_start, h.page_end) if p is not None]
+        return replace(
+            self.best,
+            ordinal=first.ordinal,
+            text=_join_texts(self.members),
+            line_start=first.line_start,
+            line_end=last.line_end,
+            page_start=min(pages) if pages else None,
+            page_end=max(pages) if pages else None,
+            char_start=first.char_start,
+            char_end=last.char_end,
+        )
+
+
+def _join_texts(members: Sequence[ChunkHit]) -> str:
+    """Consecutive passages as one text; the sentences two passages share at their border
+    (the chunker repeats a little of each passage at the start of the next) appear once."""
+    text = members[0].text
+    for before, hit in pairwise(members):
+        shared = before.char_end - hit.char_start  # characters of the file both passages hold
+        repeated = _repeated_prefix(before.text, hit.text, shared) if shared > 0 else 0
+        text += hit.text[repeated:] if repeated else "\n\n" + hit.text
+    return text
+
+
+def _repeated_prefix(before: str, after: str, shared: int) -> int:
+    """Length of the longest start of `after` that ends `before`, near `shared` characters
+    (passage texts are slices of the file, re-joined, so lengths can differ a little)."""
+    for length in range(min(len(before), len(after), shared + 16), 0, -1):
+        if before.endswith(after[:length]):
+            return length
+    return 0
+
+
+def _gather_runs(
+    fused: Sequence[tuple[int, float]], hits: dict[int, ChunkHit], k: int, *, joining: bool
+) -> list[_Run]:
+    """The first `k` results of a fused ranking: a passage stored once for several files is one
+    result listing the others (`also_in`); with `joining`, a candidate next to a result's
+    passage in the same file (among the first RUN_WINDOW) extends that result instead."""
+    runs: list[_Run] = []
+    by_embedding: dict[int, _Run] = {}
+    for position, (chunk_id, score) in enumerate(fused):
+        hit = hits.get(chunk_id)
+        if hit is None:
+            continue
+        twin = by_embedding.get(hit.embedding_id)
+        if twin is not None:  # the same passage in another file: one result, both paths
+            twin.also_in.append(hit.path)
+            continue
+        run = None
+        if joining and position < RUN_WINDOW:
+            run = next((r for r in runs if r.takes(hit)), None)
+        if run is not None:
+            run.add(hit)
+        elif len(runs) < k:
+            run = _Run(hit, score, [hit])
+            runs.append(run)
+        elif not joining or position >= RUN_WINDOW:
+            break  # nothing later can join or start a result
+        if run is not None:
+            by_embedding[hit.embedding_id] = run
+    return runs
 
 
 def fuse_rankings(

@@ -176,7 +176,11 @@ def test_passage_comes_with_its_neighbours(served: Served) -> None:
     passages = shown["passages"]
     assert len(passages) == 3
     assert [p["target"] for p in passages] == [False, True, False]
-    assert passages[1]["text"] == hit["text"] and passages[1]["location"] == hit["location"]
+    assert passages[1]["chunk_id"] == hit["chunk_id"] and passages[1]["text"] in hit["text"]
+    # The hit joins the neighbours found with it, in file order.
+    joined = [p for p in passages if p["chunk_id"] in hit["chunk_ids"]]
+    assert [p["chunk_id"] for p in joined] == hit["chunk_ids"]
+    assert all(p["text"] in hit["text"] for p in joined)
     ordinals = [p["ordinal"] for p in passages]
     assert ordinals == list(range(ordinals[0], ordinals[0] + 3))
     assert "Minutes" in passages[0]["heading"] and "Decisions" in passages[2]["heading"]

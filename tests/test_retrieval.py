@@ -6,9 +6,17 @@ from pathlib import Path
 
 import pytest
 
+from localrag.config import IndexSettings
 from localrag.evaluate import Question, evaluate_retrieval
 from localrag.indexer import Indexer
-from localrag.retrieval import Retriever, fts_query, highlight_spans, snippet
+from localrag.retrieval import (
+    RUN_MAX_CHUNKS,
+    Retriever,
+    Stages,
+    fts_query,
+    highlight_spans,
+    snippet,
+)
 from localrag.store import Store
 from tests.helpers.corpus import write_tree
 
@@ -143,6 +151,80 @@ def test_results_carry_scores_ranks_and_location(tmp_path, embedder):
     assert results[0].path.endswith("backup.rst")
     assert results[0].location.startswith("line")
     assert results[0].vector_score is not None and results[0].keyword_score is not None
+
+
+CLAIMS = (
+    "# Travel claims\n\n"
+    "Staff who travel for work claim their train tickets through the expense portal.\n"
+    "A train ticket claim needs the ticket itself and the reason for the journey.\n"
+    "Claims for a train ticket are checked by the team lead before finance sees them.\n"
+    "The team lead approves a train ticket claim within three working days.\n"
+    "Finance pays an approved train ticket claim with the next monthly salary.\n"
+    "A train ticket claim older than ninety days is refused by the expense portal.\n"
+    "First class train tickets are only refunded for journeys longer than four hours.\n"
+    "Seat reservations on the train are refunded together with the ticket claim.\n"
+    "A lost train ticket can be replaced by the bank statement showing the payment.\n"
+    "Questions about train ticket claims go to the finance help desk by email.\n"
+    "Bus and tram tickets are claimed the same way as train tickets.\n"
+    "The portal sends an email when the team lead approves the claim.\n"
+    "Claims in another currency are paid at the exchange rate of the travel day.\n"
+    "Taxi rides to the station are claimed with the train ticket claim.\n"
+)
+
+
+@pytest.fixture(scope="module")
+def claims_index(tmp_path_factory: pytest.TempPathFactory, embedder):  # type: ignore[no-untyped-def]
+    root = tmp_path_factory.mktemp("claims")
+    write_tree(root)  # other topics around it
+    (root / "claims.md").write_text(CLAIMS, encoding="utf-8")
+    store = Store.open(root.parent / f"{root.name}.db")
+    Indexer(store, embedder, IndexSettings(chunk_tokens=64, overlap_tokens=16)).index([root])
+    yield store
+    store.close()
+
+
+QUESTION = "how are train ticket claims approved and paid"
+
+
+def test_neighbouring_passages_found_together_are_one_result(claims_index, embedder) -> None:  # type: ignore[no-untyped-def]
+    apart = Retriever(claims_index, embedder, Stages(neighbour_runs=False)).search(QUESTION, 10)
+    joined = Retriever(claims_index, embedder).search(QUESTION, 10)
+    # Without joining, the top results are neighbouring pieces of the one file.
+    assert [r.path.endswith("claims.md") for r in apart[:3]] == [True] * 3
+    best = joined[0]
+    assert best.path.endswith("claims.md") and 2 <= len(best.run) <= RUN_MAX_CHUNKS
+    assert best.chunk.chunk_id == apart[0].chunk.chunk_id  # the best passage leads its run
+    members = claims_index.chunk_hits(list(best.run))
+    ordered = [members[c] for c in best.run]
+    assert [h.ordinal for h in ordered] == list(
+        range(ordered[0].ordinal, ordered[0].ordinal + len(ordered))
+    )
+    for hit in ordered:
+        assert hit.text in best.chunk.text
+    # The chunker repeats a sentence across each border: the joined text holds it once.
+    for sentence in CLAIMS.splitlines()[2:]:
+        assert best.chunk.text.count(sentence) <= 1
+    assert (best.chunk.line_start, best.chunk.line_end) == (
+        ordered[0].line_start,
+        ordered[-1].line_end,
+    )
+    # No passage is shown twice, and no two results are neighbours in one file.
+    shown = [c for r in joined for c in r.run]
+    assert len(shown) == len(set(shown))
+    assert [r.rank for r in joined] == list(range(1, len(joined) + 1))
+
+
+def test_a_long_run_of_matching_passages_is_cut_into_results(claims_index, embedder) -> None:  # type: ignore[no-untyped-def]
+    results = Retriever(claims_index, embedder).search(QUESTION, 10)
+    in_claims = [r for r in results if r.path.endswith("claims.md")]
+    assert all(len(r.run) <= RUN_MAX_CHUNKS for r in results)
+    # Every passage of the file is found; they fill more than one result, none overlapping.
+    passages = claims_index.db.execute(
+        "SELECT COUNT(*) FROM chunks c JOIN documents d ON d.id = c.document_id "
+        "WHERE d.path LIKE '%claims.md'"
+    ).fetchone()[0]
+    assert passages > RUN_MAX_CHUNKS
+    assert len(in_claims) >= 2
 
 
 def test_highlight_and_snippet():
@@ -301,7 +383,7 @@ def test_eval_retrieval_ablate_prints_a_row_per_stage(tmp_path, models_env) -> N
     rows = json.loads(result.output)
     assert rows[0]["stages"] == "all stages" and rows[0]["mrr_change"] == 0
     assert {"hit@1", "hit@10", "mrr", "mrr_change"} <= set(rows[1])
-    assert len(rows) == 6
+    assert len(rows) == 7
     shown = runner.invoke(
         cli, ["eval", "retrieval", str(questions), "--ablate"], terminal_width=200
     )

@@ -489,9 +489,9 @@ def test_sources_pane_opens_a_source_with_its_neighbours(tmp_path: Path, embedde
     folder = tmp_path / "notes"
     folder.mkdir()
     sections = [
-        f"## Section {i}\n\n" + f"Filler sentence number {i} about nothing. " * 30 for i in range(5)
+        f"## Section {i}\n\n" + f"Filler sentence number {i} about nothing. " * 30 for i in range(9)
     ]
-    sections[2] = "## Boilers\n\nThe boiler is serviced every October by the caretaker."
+    sections[4] = "## Boilers\n\nThe boiler is serviced every October by the caretaker."
     (folder / "house.md").write_text("# House\n\n" + "\n\n".join(sections))
     db = tmp_path / "index.db"
     with Store.open(db) as store:
@@ -508,8 +508,14 @@ def test_sources_pane_opens_a_source_with_its_neighbours(tmp_path: Path, embedde
             screen = app.screen
             assert isinstance(screen, SourceScreen)
             assert "serviced every October" in screen.cited_text
+            run = screen.source.result.run  # the passages the result joins, all marked
+            cited = [hit for hit in screen.context if hit.chunk_id in run]
+            assert [hit.chunk_id for hit in cited] == list(run)
+            assert all(" ".join(hit.text.split()) in screen.cited_text for hit in cited)
+            ordinals = [hit.ordinal for hit in screen.context]
+            # ... with at least one neighbour on each side, shown as context
+            assert min(ordinals) < cited[0].ordinal and max(ordinals) > cited[-1].ordinal
             before = len(screen.context)
-            assert before == 3  # the passage and one neighbour on each side
             await pilot.press("plus")
             await pilot.pause()
             assert len(screen.context) > before

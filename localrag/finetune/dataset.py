@@ -37,7 +37,7 @@ from localrag.hashing import sha256_file
 from localrag.paths import from_root
 from localrag.prompt import SYSTEM_PROMPT, Passage, source_block, sources_turn
 from localrag.reasoning import ANSWER_MARK, BEGIN_QUOTE, END_QUOTE, REASON_MARK
-from localrag.retrieval import Retriever, SearchResult
+from localrag.retrieval import Retriever, SearchResult, Stages
 
 if TYPE_CHECKING:
     from localrag.embedder import Embedder
@@ -550,7 +550,9 @@ def build_dataset(
     """Sample, generate, check, dedupe, add contexts, split by document, write atomically."""
     settings = settings or DatasetSettings()
     settings.validate()
-    retriever = Retriever(store, embedder)  # also refuses an index built with another embedder
+    # Distractors are single passages, like the oracle (Retriever also refuses an index built
+    # with another embedder).
+    retriever = Retriever(store, embedder, Stages(neighbour_runs=False))
     passages = sample_passages(store, settings)
     if not passages:
         raise LocalragError(

@@ -397,7 +397,9 @@ class LocalragApp(App[None]):
     def open_source_screen(self, source: Source, query: str) -> None:
         from localrag.tui.screens.source import SourceScreen
 
-        context = self.source_context(source.result.chunk.chunk_id, 1)
+        # A result joining neighbours reaches at most len(run) - 1 passages from its best one:
+        # this shows all of it and at least one passage of context on each side.
+        context = self.source_context(source.result.chunk.chunk_id, len(source.result.run))
         self.push_screen(
             SourceScreen(
                 source,

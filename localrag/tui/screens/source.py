@@ -58,21 +58,25 @@ class SourceScreen(ModalScreen[None]):
             )
 
     def _passages(self) -> list[Static]:
-        chunk_id = self.source.result.chunk.chunk_id
-        if not any(hit.chunk_id == chunk_id for hit in self.context):
+        run = set(self.source.result.run)  # the passages the result joins (usually one)
+        if not run <= {hit.chunk_id for hit in self.context}:
             note = "This passage is no longer in the index (the file changed since); "
             note += "this is the text the answer used."
             return [
                 Static(Text(note, style="italic"), classes="note"),
                 Static(passage_text(self.source.result.chunk.text, self.search_query), id="cited"),
             ]
-        shown = []
-        for hit in self.context:
-            if hit.chunk_id == chunk_id:
-                shown.append(Static(passage_text(hit.text, self.search_query), id="cited"))
-            else:
-                shown.append(Static(Text(hit.text), classes="context"))
-        return shown
+        before = [hit for hit in self.context if hit.ordinal < self._first_ordinal(run)]
+        after = [hit for hit in self.context if hit.chunk_id not in run and hit not in before]
+        cited = "\n\n".join(hit.text for hit in self.context if hit.chunk_id in run)
+        return [
+            *(Static(Text(hit.text), classes="context") for hit in before),
+            Static(passage_text(cited, self.search_query), id="cited"),
+            *(Static(Text(hit.text), classes="context") for hit in after),
+        ]
+
+    def _first_ordinal(self, run: set[int]) -> int:
+        return min(hit.ordinal for hit in self.context if hit.chunk_id in run)
 
     def on_mount(self) -> None:
         cited = self.query_one("#cited")
