@@ -254,6 +254,10 @@ class Indexer:
             root = next((r for r in roots if is_within(path, r.path)), None)
             if root is None:
                 continue
+            if path == root.path:
+                # All of it is looked at again (back after going missing, events lost): its
+                # rule files may have changed unseen too.
+                self._filters.pop(root.id, None)
             if os.path.basename(path) in IGNORE_FILES:
                 # New rules can hide or reveal anything below: look at the folder again.
                 path = os.path.dirname(path)

@@ -13,6 +13,7 @@ the TUI can forward to its own thread.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import logging
 import os
@@ -51,12 +52,16 @@ from localrag.store import Store
 from localrag.walker import database_files, is_excluded_name
 
 if TYPE_CHECKING:
-    from watchdog.observers.api import BaseObserver
+    from watchdog.observers.api import BaseObserver, ObservedWatch
 
 # How often an idle watcher checks that its database file is still the one it opened.
 _CHECK_DATABASE_EVERY = 2.0
 # Pause between attempts while the disk is full.
 _DISK_FULL_RETRY = 5.0
+# How often the worker looks whether a watched root went missing or came back: one stat per
+# root. Polling, because a renamed root tells its own watch nothing and a re-mounted drive or
+# a re-created folder tells no watch at all.
+_CHECK_ROOTS_EVERY = 2.0
 
 # Event types that can change what a file holds or where it is. "opened" and
 # "closed_no_write" are left out: the indexer's own reads cause them. Passing the filter to
@@ -103,9 +108,11 @@ class Watcher:
 
     `run()` blocks until `stop()`; `start()` runs it in a background thread (for the TUI).
     The folders are added to the index like `localrag index` does; with none, every folder the
-    index already knows is watched. `on_event` is called from the worker thread (and, for a
-    warning from watchdog, from its observer thread): a UI should hand events to its own
-    thread, as Textual's `call_from_thread` does.
+    index already knows is watched. A folder that is missing, at start or later (an unmounted
+    drive, a deleted or renamed folder), keeps its passages and is said once in a "notice";
+    the others are watched on, and it is watched and re-checked once it is back. `on_event`
+    is called from the worker thread (and, for a warning from watchdog, from its observer
+    thread): a UI should hand events to its own thread, as Textual's `call_from_thread` does.
     """
 
     def __init__(
@@ -147,6 +154,12 @@ class Watcher:
         self._last_yield_check = 0.0
         self._events_lost = threading.Event()
         self._full_since: float | None = None  # when a write last failed for a full disk
+        # Roots not on disk (an unmounted drive, a deleted or renamed folder): their passages
+        # are kept, they are not watched, and the worker looks for their return.
+        self._missing: set[str] = set()
+        self._roots_checked = 0.0
+        self._observer: BaseObserver | None = None
+        self._watches: dict[str, ObservedWatch] = {}  # by the folder scheduled
         self._log_listener = _WatchdogLog(self._on_events_lost, self._on_watchdog_warning)
 
     # -- control ------------------------------------------------------------------------------
@@ -190,10 +203,11 @@ class Watcher:
         try:
             indexer = Indexer(store, self.embedder, self.settings, on_event=self._index_event)
             self.roots = self._register_roots(store)
+            self._check_roots()  # a missing root is said once here, and left out below
             # Watch before reconciling, so nothing that changes during the pass is missed.
             observer = self._start_observer()
             try:
-                report = indexer.index([Path(r) for r in self.roots])
+                report = indexer.index([Path(r) for r in self._present_roots()])
             except DiskFullError as exc:
                 # Not fatal: the live loop retries every folder once there is room again.
                 self._disk_full(exc)
@@ -220,10 +234,13 @@ class Watcher:
         changed_since_gc = False
         self._emit("idle")
         while not self._stop.is_set():
-            settled = self.queue.wait_settled(timeout=_CHECK_DATABASE_EVERY)
+            wait = min(_CHECK_DATABASE_EVERY, _CHECK_ROOTS_EVERY)
+            settled = self.queue.wait_settled(timeout=wait)
             # A database deleted or replaced under us stops the watch with a clear error
             # (DatabaseGone): writing on would go into a file nobody can open again.
             store.check_file()
+            if time.monotonic() - self._roots_checked >= _CHECK_ROOTS_EVERY:
+                self._check_roots()
             if not settled:
                 continue  # woken to stop, or time to look at the database again
             paths = self.queue.take_settled()
@@ -244,7 +261,10 @@ class Watcher:
             try:
                 report, left = indexer.update(paths, interrupt=self._should_yield)
                 for path, reason in report.problems:
-                    self._emit("notice", message=f"{printable(path)}: {reason}")
+                    if path in self.roots and not os.path.exists(path):
+                        self._root_missing(path)  # said once, not at every batch
+                    else:
+                        self._emit("notice", message=f"{printable(path)}: {reason}")
                 changed_since_gc |= bool(report.changed or report.failed or report.skipped)
                 if changed_since_gc and not left and len(self.queue) == 0:
                     # Only once drained: a file deleted in one batch and back in the next
@@ -309,7 +329,10 @@ class Watcher:
     # -- roots and events ---------------------------------------------------------------------
 
     def _register_roots(self, store: Store) -> list[str]:
+        known = {r.path for r in store.roots()}
         for folder in self.folders:
+            if str(folder) in known and not folder.exists():
+                continue  # an unmounted drive, say: watched for its return (`_check_roots`)
             store.add_root(str(indexable_path(folder)))  # a folder, or one file
         roots = [r.path for r in store.roots()]
         if self.folders:
@@ -318,6 +341,62 @@ class Watcher:
         if not roots:
             raise ConfigError("nothing to watch: give a folder, e.g. `localrag watch ~/Documents`")
         return roots
+
+    def _present_roots(self) -> list[str]:
+        return [r for r in self.roots if r not in self._missing]
+
+    def _check_roots(self) -> None:
+        """Worker: note each root that went missing or came back since the last look."""
+        self._roots_checked = time.monotonic()
+        for root in self.roots:
+            there = os.path.exists(root)
+            if not there and root not in self._missing:
+                self._root_missing(root)
+            elif there and root in self._missing:
+                self._root_back(root)
+
+    def _root_missing(self, root: str) -> None:
+        """Keep its passages (an unmounted drive must not empty the index) and stop watching it:
+        a renamed folder's watch goes on reporting its events under the old path."""
+        if root in self._missing:
+            return
+        self._missing.add(root)
+        watch = self._watches.pop(root, None)  # a folder root's own; a file root's folder stays
+        if watch is not None:
+            self._unschedule(watch)
+        shown = printable(root)
+        self._emit(
+            "notice",
+            message=f"{shown} is missing; its passages are kept (`localrag forget {shown}` "
+            "removes them). Watching goes on, and picks it up again if it comes back.",
+        )
+
+    def _root_back(self, root: str) -> None:
+        """Watch it again and re-check all of it: it may have changed while away."""
+        folder, recursive = _watch_points([root])[0]
+        stale = self._watches.pop(folder, None)  # its emitter stopped when the folder went
+        if stale is not None:
+            self._unschedule(stale)
+        assert self._observer is not None
+        try:
+            self._watches[folder] = self._observer.schedule(
+                _Handler(self), folder, recursive=recursive, event_filter=_EVENT_FILTER
+            )
+        except FileNotFoundError:
+            return  # gone again already: still missing, looked at next time
+        except OSError as exc:  # e.g. the inotify limit: indexed now, changes on the next start
+            self._emit("notice", message=f"{printable(root)} cannot be watched: {exc}")
+        self._missing.discard(root)
+        # The file roots that share the folder's watch, which was briefly down, too.
+        for other in self._present_roots():
+            if other == root or _watch_points([other])[0][0] == folder:
+                self.queue.add(other)
+        self._emit("notice", message=f"{printable(root)} is back: indexing its changes")
+
+    def _unschedule(self, watch: ObservedWatch) -> None:
+        if self._observer is not None:
+            with contextlib.suppress(KeyError):  # already dropped by the observer
+                self._observer.unschedule(watch)
 
     def record(self, event: FileSystemEvent) -> None:
         """Observer thread: note the paths an event touches. Must stay cheap."""
@@ -347,7 +426,7 @@ class Watcher:
         if path in self._database_files:
             return False  # our own writes, when the index lives in a watched folder
         root = next((r for r in self.roots if is_within(path, r)), None)
-        if root is None:
+        if root is None or root in self._missing:
             return False
         return path == root or not is_excluded_name(path, root)
 
@@ -363,7 +442,7 @@ class Watcher:
             else:
                 self.backend = _backend_name(observer)
                 missing = (
-                    _unwatched_folders(_watch_points(self.roots))
+                    _unwatched_folders(_watch_points(self._present_roots()))
                     if self.backend == "inotify"
                     else 0
                 )
@@ -384,8 +463,12 @@ class Watcher:
         )
         _WATCHDOG_LOG.addHandler(self._log_listener)
         handler = _Handler(self)
-        for folder, recursive in _watch_points(self.roots):
-            observer.schedule(handler, folder, recursive=recursive, event_filter=_EVENT_FILTER)
+        self._observer = observer
+        self._watches = {}
+        for folder, recursive in _watch_points(self._present_roots()):
+            self._watches[folder] = observer.schedule(
+                handler, folder, recursive=recursive, event_filter=_EVENT_FILTER
+            )
         observer.start()
 
     def _fall_back(self, why: str) -> None:

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from localrag.indexer import Indexer
 from localrag.store import Store
 from tests.helpers.corpus import write_tree
 from tests.helpers.index_state import assert_matches_fresh_index
@@ -87,3 +88,33 @@ def test_watch_without_folders_or_index_is_a_clear_error(tmp_path, models_root) 
     assert result.returncode == 1
     assert "nothing to watch" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_watch_goes_on_when_a_folder_in_the_index_is_missing(
+    tmp_path, models_root, embedder
+) -> None:
+    """`localrag watch` while one indexed folder is on an unmounted drive."""
+    docs = tmp_path / "docs"
+    write_tree(docs)
+    usb = tmp_path / "usb"
+    usb.mkdir()
+    (usb / "otters.md").write_text("# Otters\n\nOtters were seen below the weir in June.\n")
+    db = tmp_path / "index.db"
+    with Store.open(db) as store:
+        Indexer(store, embedder).index([docs, usb])
+    usb.rename(tmp_path / "unplugged")
+
+    # Both folders named, as a service's command line would: the drive's may be missing.
+    watch = WatchProcess(docs, db, models_root, "--json", "--debounce", "0.1", str(usb))
+    notice = watch.wait_for("notice")
+    assert f"{usb} is missing; its passages are kept" in notice["message"]
+    assert f"`localrag forget {usb}`" in notice["message"]
+    watch.wait_for("idle")
+    (docs / "swifts.md").write_text("# Swifts\n\nSwifts nest under the eaves every May.\n")
+    watch.wait_for("index", path=str(docs / "swifts.md"), status="added")
+    code, err = watch.stop(signal.SIGTERM)
+    assert code == 0, err
+    notices = [json.loads(line) for line in watch.lines if '"notice"' in line]
+    assert [n for n in notices if str(usb) in n["message"]] == [notice]  # said once
+    with Store.open(db, create=False) as store:
+        assert store.document(str(usb / "otters.md")) is not None

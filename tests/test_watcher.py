@@ -21,6 +21,7 @@ import numpy as np
 import pytest
 from watchdog.events import FileModifiedEvent
 
+from localrag import watcher as watcher_module
 from localrag.errors import ConfigError
 from localrag.indexer import Indexer
 from localrag.retrieval import Retriever
@@ -33,9 +34,22 @@ SETTLE_LIMIT = 90.0  # seconds; generous for a loaded 2-core CI machine
 
 
 class Harness:
-    """A watcher running in a background thread over `folder`, recording its events."""
+    """A watcher running in a background thread over `folder`, recording its events.
 
-    def __init__(self, folder: Path, db: Path, embedder: Any, scratch: Path, **options: Any):
+    `watch` gives the folders to watch instead (`[]`: every root in the index); the
+    sentinel of `settle` is still written in `folder`, which must be one of them.
+    """
+
+    def __init__(
+        self,
+        folder: Path,
+        db: Path,
+        embedder: Any,
+        scratch: Path,
+        *,
+        watch: Sequence[Path] | None = None,
+        **options: Any,
+    ):
         self.folder = folder
         self.db = db
         self.embedder = embedder
@@ -43,7 +57,8 @@ class Harness:
         self.events: list[WatchEvent] = []
         self._seen = threading.Condition()
         self._sentinels = 0
-        self.watcher = Watcher(db, [folder], embedder, on_event=self._record, **options)
+        folders = [folder] if watch is None else list(watch)
+        self.watcher = Watcher(db, folders, embedder, on_event=self._record, **options)
 
     def _record(self, event: WatchEvent) -> None:
         with self._seen:
@@ -87,6 +102,12 @@ class Harness:
         with self._seen:
             found = [file_event(e, path) for e in self.events[since:]]
         return [status for status in found if status is not None and status != "unchanged"]
+
+    def notices_about(self, path: Path, since: int = 0) -> list[str]:
+        """The notices after `since` that name `path`."""
+        with self._seen:
+            messages = [e.message or "" for e in self.events[since:] if e.kind == "notice"]
+        return [m for m in messages if str(path) in m]
 
     def assert_matches_fresh_index(self) -> None:
         plain = getattr(self.embedder, "inner", self.embedder)  # not counted as the watcher's
@@ -595,3 +616,131 @@ def test_a_single_file_is_watched_without_its_folder(tmp_path, docs, embedder) -
         assert all(file_event(e, docs / "beside.md") is None for e in h.events)
     finally:
         h.stop()
+
+
+# -- roots that go missing and come back ------------------------------------------------------
+
+
+@pytest.fixture
+def quick_root_checks(monkeypatch: pytest.MonkeyPatch) -> float:
+    """Look for roots that went missing or came back every 0.1 s (2 s in use)."""
+    monkeypatch.setattr(watcher_module, "_CHECK_ROOTS_EVERY", 0.1)
+    return 0.1
+
+
+def notice_about(path: Path, words: str) -> Callable[[WatchEvent], bool]:
+    return lambda e: (
+        e.kind == "notice" and str(path) in (e.message or "") and words in (e.message or "")
+    )
+
+
+def assert_kept(db: Path, path: Path, embedder: Any, query: str) -> None:
+    """`path` is still in the index and found by search."""
+    with Store.open(db, create=False) as store:
+        assert store.document(str(path)) is not None
+        hits = Retriever(store, embedder).search(query, k=1)
+        assert hits and hits[0].path == str(path)
+
+
+@pytest.mark.parametrize("named", [False, True], ids=["every-root", "named-roots"])
+def test_a_root_missing_at_start_is_kept_and_picked_up_when_it_is_back(
+    tmp_path, docs, embedder, start, quick_root_checks, named
+) -> None:
+    """An unmounted drive: the other folder is watched, the drive's passages stay
+    searchable, the user is told once how to forget it, and once it is back it is watched."""
+    usb = tmp_path / "usb"
+    otters = usb / "otters.md"
+    write_paragraphs(otters, "otter")
+    with Store.open(tmp_path / "index.db") as store:
+        Indexer(store, embedder).index([docs, usb])
+    unplugged = tmp_path / "usb-unplugged"
+    usb.rename(unplugged)
+
+    h = start(watch=[docs, usb] if named else [])
+    since = h.mark()
+    swifts = docs / "swifts.md"
+    write_paragraphs(swifts, "swift")
+    h.settle()
+    assert h.file_statuses(swifts, since) == ["added"]
+    time.sleep(5 * quick_root_checks)  # several looks at the roots: still said only once
+    [notice] = h.notices_about(usb)
+    assert f"{usb} is missing; its passages are kept" in notice
+    assert f"`localrag forget {usb}`" in notice
+    assert h.file_statuses(otters) == []
+    assert_kept(h.db, otters, embedder, "otter survey observations")
+
+    # Plugged in again, with a file edited and one added meanwhile.
+    with (unplugged / "otters.md").open("a") as fh:
+        fh.write("\nLate note: otters were also seen upstream of the weir.\n")
+    write_paragraphs(unplugged / "voles.md", "vole")
+    since = h.mark()
+    unplugged.rename(usb)
+    h.wait_for(notice_about(usb, "is back"), since)
+    h.wait_for(lambda e: file_event(e, usb / "voles.md") == "added", since)
+    assert h.watcher.wait_idle(SETTLE_LIMIT)
+    assert h.file_statuses(otters, since) == ["updated"]
+    since = h.mark()
+    write_paragraphs(usb / "badgers.md", "badger")  # watched live again
+    h.wait_for(lambda e: file_event(e, usb / "badgers.md") == "added", since)
+    assert len(h.notices_about(usb)) == 2  # missing, back
+
+
+@pytest.mark.parametrize("how", ["renamed", "deleted"])
+def test_a_root_removed_while_watching_keeps_its_passages(
+    tmp_path, docs, embedder, start, quick_root_checks, how
+) -> None:
+    usb = tmp_path / "usb"
+    otters = usb / "otters.md"
+    write_paragraphs(otters, "otter")
+    h = start(watch=[docs, usb])
+    h.settle()
+    assert h.file_statuses(otters) == ["added"]
+
+    since = h.mark()
+    elsewhere = tmp_path / "usb-renamed"
+    if how == "renamed":
+        usb.rename(elsewhere)  # renamed folders send their watch no event
+    else:
+        shutil.rmtree(usb)
+    h.wait_for(notice_about(usb, "is missing"), since)
+    if how == "renamed":  # the old watch follows the folder: its events are not usb's
+        with (elsewhere / "otters.md").open("a") as fh:
+            fh.write("\nLate note: otters were also seen upstream of the weir.\n")
+    swifts = docs / "swifts.md"
+    write_paragraphs(swifts, "swift")
+    h.settle()
+    assert h.file_statuses(swifts, since) == ["added"]
+    time.sleep(5 * quick_root_checks)
+    assert h.file_statuses(otters, since) == []  # neither deleted nor updated
+    [notice] = h.notices_about(usb, since)
+    assert f"`localrag forget {usb}`" in notice
+    assert_kept(h.db, otters, embedder, "otter survey observations")
+
+
+@pytest.mark.parametrize("polling", [False, True], ids=["inotify", "polling"])
+def test_a_root_deleted_and_created_again_is_indexed_again(
+    tmp_path, docs, start, quick_root_checks, polling
+) -> None:
+    usb = tmp_path / "usb"
+    write_paragraphs(usb / "otters.md", "otter")
+    write_paragraphs(usb / "deep" / "herons.md", "heron")
+    h = start(watch=[docs, usb], polling=polling, poll_interval=0.2)
+    h.settle()
+    since = h.mark()
+    shutil.rmtree(usb)
+    h.wait_for(notice_about(usb, "is missing"), since)
+
+    usb.mkdir()
+    (usb / ".gitignore").write_text("drafts/\n")  # rules read before it went are out of date
+    write_paragraphs(usb / "otters.md", "otter", 3)  # changed
+    write_paragraphs(usb / "deep" / "voles.md", "vole")  # new; herons.md is gone for good
+    write_paragraphs(usb / "drafts" / "egrets.md", "egret")
+    h.wait_for(notice_about(usb, "is back"), since)
+    h.wait_for(lambda e: file_event(e, usb / "deep" / "voles.md") == "added", since)
+    assert h.watcher.wait_idle(SETTLE_LIMIT)
+    assert h.file_statuses(usb / "otters.md", since) == ["updated"]
+    assert h.file_statuses(usb / "deep" / "herons.md", since) == ["deleted"]
+    assert h.file_statuses(usb / "drafts" / "egrets.md", since) == []
+    since = h.mark()
+    write_paragraphs(usb / "deep" / "badgers.md", "badger")  # watched live again
+    h.wait_for(lambda e: file_event(e, usb / "deep" / "badgers.md") == "added", since)
