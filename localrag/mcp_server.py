@@ -5,7 +5,8 @@ read-only `Store` (opened on first use, so a server started before the first `lo
 works once there is an index) and, loaded on the first `ask` that needs it, the language
 model. `build_server` registers its four tools with the official MCP SDK's `MCPServer`:
 `search`, `ask`, `status` and `passage`. Nothing here writes to the index, except
-`index_once`, which the command runs before serving only when asked (`--index`).
+`BackgroundIndex`, one pass over its folders that the command starts only when asked
+(`--index`), in a thread of its own while the server answers (`status` shows its progress).
 
 The SDK runs a plain (not async) tool in a worker thread, a new one per call, so every call
 holds one lock: the store and the model are used by one thread at a time. A `LocalragError`
@@ -17,10 +18,12 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from datetime import datetime
 from importlib.metadata import version
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, Literal, TypeVar
 
 from mcp.server.mcpserver import MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
@@ -46,7 +49,7 @@ from localrag.retrieval import (
 
 if TYPE_CHECKING:
     from localrag.embedder import Embedder
-    from localrag.indexer import IndexReport
+    from localrag.indexer import EventHandler, IndexEvent, IndexReport
     from localrag.llm import LocalLLM
     from localrag.store import ChunkHit, Store
 
@@ -54,12 +57,16 @@ T = TypeVar("T")
 
 MAX_RESULTS = 50  # an agent's context is the limit, not the index
 MAX_AROUND = 10
+# How long closing waits for the pass to stop: the SDK's client terminates a server 2 s after
+# closing its stdin, and a pass cut off mid-file loses nothing committed anyway.
+STOP_WAIT_S = 1.0
 
 INSTRUCTIONS = """\
 Searches the user's own documents in a private index on this machine (nothing leaves it).
 `search` finds passages by meaning and by keyword; `passage` shows one with the text around it
 (give the chunk_id of a search result or a source); `ask` answers a question citing numbered
-sources; `status` says which folders are indexed and how much. Paths are absolute."""
+sources; `status` says which folders are indexed and how much, and whether indexing is
+still running (search meanwhile finds what is indexed so far). Paths are absolute."""
 
 
 # -- what the tools return (their output schemas) -----------------------------------------------
@@ -114,6 +121,19 @@ class Folder(TypedDict):
     present: bool  # False: moved, deleted or not mounted
 
 
+IndexingState = Literal["off", "running", "done", "failed"]
+
+
+class Indexing(TypedDict):
+    state: IndexingState  # off: started without --index, nothing is written
+    files_done: int
+    files_total: int | None  # known once the folders are walked
+    started_at: str | None  # ISO 8601, local time
+    finished_at: str | None
+    summary: str | None  # when done: what changed ("3 added, 1 updated, ...")
+    error: str | None  # when failed: why
+
+
 class StatusOutput(TypedDict):
     db: str
     db_bytes: int
@@ -127,6 +147,7 @@ class StatusOutput(TypedDict):
     embedder: str | None  # the model the index was built with
     searchable: bool
     language_model: str
+    indexing: Indexing  # the --index pass, which runs while the server answers
 
 
 class NeighbourPassage(TypedDict):
@@ -158,9 +179,11 @@ class IndexTools:
         model_name: str | None = None,
         use_model: bool = True,
         settings: AnswerSettings | None = None,
+        indexing: BackgroundIndex | None = None,
     ) -> None:
         self.db_path = db_path
         self.embedder = embedder
+        self.indexing = indexing
         self.model_name = model_name
         self.use_model = use_model
         self.settings = settings or AnswerSettings.from_config()
@@ -177,6 +200,8 @@ class IndexTools:
             return step(*args)
 
     def close(self) -> None:
+        if self.indexing is not None:
+            self.indexing.stop()
         with self._lock:
             if self._llm is not None:
                 self._llm.close()
@@ -241,6 +266,7 @@ class IndexTools:
             "embedder": model["name"] if model else None,
             "searchable": model is not None and stats.chunks > 0,
             "language_model": self._model_state(),
+            "indexing": self.indexing.state() if self.indexing else NOT_INDEXING,
         }
 
     def passage(self, chunk_id: int, around: int = 1) -> PassageOutput:
@@ -329,7 +355,9 @@ def _hit(r: SearchResult) -> SearchHit:
     }
 
 
-def index_once(db_path: Path, embedder: Embedder) -> IndexReport:
+def index_once(
+    db_path: Path, embedder: Embedder, on_event: EventHandler | None = None
+) -> IndexReport:
     """One incremental pass over the index's folders that exist (`--index`): the only write."""
     from localrag.indexer import Indexer
     from localrag.store import Store
@@ -341,7 +369,107 @@ def index_once(db_path: Path, embedder: Embedder) -> IndexReport:
                 f"nothing to index: {db_path} has no folders (that exist); "
                 "add one with `localrag index FOLDER`"
             )
-        return Indexer(store, embedder).index(folders)
+        return Indexer(store, embedder, on_event=on_event).index(folders)
+
+
+def report_summary(report: IndexReport) -> str:
+    return (
+        f"{report.added} added, {report.updated} updated, {report.moved} moved, "
+        f"{report.deleted} deleted, {report.unchanged} unchanged, {report.failed} failed "
+        f"in {report.seconds:.1f}s"
+    )
+
+
+NOT_INDEXING: Indexing = {
+    "state": "off",
+    "files_done": 0,
+    "files_total": None,
+    "started_at": None,
+    "finished_at": None,
+    "summary": None,
+    "error": None,
+}
+
+
+class _Stopped(Exception):
+    """Raised from the pass's progress handler: the server is closing."""
+
+
+class BackgroundIndex:
+    """`--index`: one pass over the index's folders in a thread of its own, so the server
+    answers `initialize` at once (a first index can take minutes, longer than a client waits
+    for a server to start).
+
+    Meanwhile the tools answer from what is committed: the pass commits file by file through
+    its own writable Store, and the tools' read-only Store reads beside it (WAL). The embedder
+    is shared, as the TUI shares it with its watcher: its onnxruntime session and tokenizers
+    serve concurrent calls, and it is loaded before the thread starts (no lazy start to race).
+    A failed pass is kept for `status` and told to `on_finish`; the server goes on.
+    """
+
+    def __init__(
+        self,
+        db_path: Path,
+        embedder: Embedder,
+        on_finish: Callable[[str], None] | None = None,
+    ) -> None:
+        self.db_path = db_path
+        self.embedder = embedder
+        self._on_finish = on_finish or (lambda line: None)
+        self._lock = threading.Lock()  # `_state` is written here and read by `status`
+        self._state: Indexing = {**NOT_INDEXING, "state": "running"}
+        self._stopping = threading.Event()
+        # A daemon: a pass that does not stop in STOP_WAIT_S must not keep the process alive.
+        self._thread = threading.Thread(target=self._run, name="localrag-index", daemon=True)
+
+    def start(self) -> None:
+        if self._thread.ident is None:  # once
+            self._update(started_at=_now())
+            self._thread.start()
+
+    def stop(self) -> None:
+        """Ask the pass to stop at its next step, and wait a little for it."""
+        self._stopping.set()
+        if self._thread.is_alive():
+            self._thread.join(STOP_WAIT_S)
+
+    def running(self) -> bool:
+        return self._thread.is_alive()
+
+    def state(self) -> Indexing:
+        with self._lock:
+            return {**self._state}
+
+    def _update(self, **changes: Any) -> None:
+        with self._lock:
+            self._state = {**self._state, **changes}  # type: ignore[typeddict-item]
+
+    def _run(self) -> None:
+        try:
+            report = index_once(self.db_path, self.embedder, on_event=self._progress)
+        except _Stopped:
+            self._update(state="failed", finished_at=_now(), error="stopped: the server closed")
+        except Exception as exc:  # whatever it is, the server outlives it and says why
+            error = str(exc) if isinstance(exc, LocalragError) else f"{type(exc).__name__}: {exc}"
+            self._update(state="failed", finished_at=_now(), error=error)
+            self._on_finish(f"Indexing failed: {error}")
+        else:
+            summary = report_summary(report)
+            self._update(state="done", finished_at=_now(), summary=summary)
+            self._on_finish(f"Indexed: {summary}.")
+
+    def _progress(self, event: IndexEvent) -> None:
+        if self._stopping.is_set():
+            # Between steps: every file committed stays, the rest waits for the next pass.
+            raise _Stopped
+        if event.kind == "scanned":
+            self._update(files_total=event.files_total)
+        elif event.kind == "file":
+            self._update(files_done=event.files_done)
+
+
+def _now() -> str:
+    return datetime.now().astimezone().isoformat(timespec="seconds")
 
 
 # -- the MCP server -------------------------------------------------------------------------------
@@ -359,13 +487,24 @@ PathFilter = Annotated[
 
 
 def build_server(tools: IndexTools) -> MCPServer[Any]:
-    """The MCP server over `tools`; `server.run("stdio")` serves it."""
+    """The MCP server over `tools`; `server.run("stdio")` serves it (and starts the --index
+    pass, if any)."""
+
+    @asynccontextmanager
+    async def serving(_: MCPServer[Any]) -> AsyncIterator[None]:
+        # Started here, once the SDK has moved stdout aside for the protocol: whatever a
+        # parser prints during the pass cannot reach the client.
+        if tools.indexing is not None:
+            tools.indexing.start()
+        yield
+
     # WARNING: the SDK logs every failed tool call at INFO, with its text, on stderr.
     server: MCPServer[Any] = MCPServer(
         name="localrag",
         instructions=INSTRUCTIONS,
         version=version("localrag"),
         log_level="WARNING",
+        lifespan=serving,
     )
 
     def run(step: Callable[..., T], *args: Any) -> T:
@@ -398,7 +537,8 @@ def build_server(tools: IndexTools) -> MCPServer[Any]:
     @server.tool(annotations=READ_ONLY)
     def status() -> StatusOutput:
         """What the index holds: folders, documents, passages (chunks), failures, the
-        embedding model it was built with, and whether a language model answers."""
+        embedding model it was built with, whether a language model answers, and whether
+        indexing (--index) is running, done or failed."""
         return run(tools.status)
 
     @server.tool(annotations=READ_ONLY)

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shutil
+import sqlite3
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -17,7 +19,7 @@ from click.testing import CliRunner
 from localrag.answer import NOT_ASKED_HINT
 from localrag.cli import cli
 from localrag.indexer import Indexer
-from localrag.retrieval import NO_WORDS_MESSAGE, Retriever
+from localrag.retrieval import NO_WORDS_MESSAGE
 from localrag.store import Store
 from tests.helpers.handbook import write_handbook
 from tests.helpers.mcp import McpClient, localrag_mcp
@@ -164,6 +166,7 @@ def test_status_reports_the_index(served: Served) -> None:
     assert status["embedder"] == "sentence-transformers/all-MiniLM-L6-v2"
     assert status["searchable"] is True
     assert "--no-model" in status["language_model"]
+    assert status["indexing"]["state"] == "off"  # no --index: read-only
     assert status["db_bytes"] >= served.db.stat().st_size
 
 
@@ -233,7 +236,73 @@ def open_modes(db: Path) -> set[int]:
     return modes
 
 
-def test_index_flag_brings_new_files_in_before_serving(
+def add_notes(folder: Path, count: int) -> Path:
+    """`count` new files under notes/, one of them about bees; returns that one."""
+    notes = folder / "notes"
+    notes.mkdir()
+    for n in range(count):
+        topic = f"Note {n}: the kitchen rota for week {n} lists who cleans the coffee machine."
+        (notes / f"note-{n:03}.md").write_text(f"# Note {n}\n\n{topic}\n")
+    bees = notes / "bees.md"
+    bees.write_text("# Bees\n\nThe beehive on the roof is inspected every Sunday in summer.\n")
+    return bees
+
+
+BEES = "When is the beehive inspected?"
+
+
+def test_index_flag_serves_at_once_and_indexes_in_the_background(
+    tmp_path: Path,
+    embedder,  # type: ignore[no-untyped-def]
+    models_root: Path,
+) -> None:
+    """A client that waits for `initialize` while the pass runs gives up on a big first index:
+    the server answers at once, and searches what is indexed so far meanwhile.
+
+    The test holds the index's write lock (as a `localrag index` in another terminal would)
+    until it has seen the pass running, so that order is certain rather than a race.
+    """
+    folder = write_handbook(tmp_path / "handbook")
+    db = tmp_path / "index.db"
+    build_index(folder, db, embedder)
+    bees = add_notes(folder, 40)
+    argv = localrag_mcp("--db", str(db), "--no-model", "--index")
+    writer = sqlite3.connect(db, isolation_level=None)
+    try:
+        writer.execute("BEGIN IMMEDIATE")
+        with McpClient(argv, server_env(models_root, tmp_path / "home"), tmp_path / "err") as c:
+            assert {t.name for t in c.list_tools()} == {"search", "ask", "status", "passage"}
+            status = c.data("status")
+            assert status["indexing"]["state"] == "running"
+            assert status["indexing"]["finished_at"] is None
+            assert status["indexed"] == 5  # what was there before
+            # The folders walked, the pass waits to write its first file: 5 + 41 files.
+            status = c.until("status", lambda s: s["indexing"]["files_total"] is not None)
+            indexing = status["indexing"]
+            assert indexing["state"] == "running"
+            assert indexing["files_total"] == 46
+            assert indexing["files_done"] < 46
+            # Searches answer meanwhile, from what is indexed.
+            assert c.data("search", {"query": "WireGuard"})["results"][0]["path"].endswith("vpn.md")
+            found = c.data("search", {"query": BEES, "k": 10})["results"]
+            assert all(r["path"] != str(bees) for r in found)
+
+            writer.execute("ROLLBACK")  # let it write
+            status = c.until("status", lambda s: s["indexing"]["state"] != "running")
+            indexing = status["indexing"]
+            assert indexing["state"] == "done", indexing
+            assert (indexing["files_done"], indexing["files_total"]) == (46, 46)
+            assert indexing["finished_at"] is not None and indexing["error"] is None
+            assert indexing["summary"] is not None and "41 added" in indexing["summary"]
+            assert status["indexed"] == 46
+            assert c.data("search", {"query": BEES})["results"][0]["path"] == str(bees)
+            assert "41 added" in c.stderr()  # the pass's summary, on stderr too
+            assert c.errors == [] and "Traceback" not in c.stderr()
+    finally:
+        writer.close()
+
+
+def test_a_failed_index_pass_is_reported_and_the_server_goes_on(
     tmp_path: Path,
     embedder,  # type: ignore[no-untyped-def]
     models_root: Path,
@@ -241,18 +310,51 @@ def test_index_flag_brings_new_files_in_before_serving(
     folder = write_handbook(tmp_path / "handbook")
     db = tmp_path / "index.db"
     build_index(folder, db, embedder)
-    bees = folder / "garden" / "bees.md"
-    bees.parent.mkdir()
-    bees.write_text("# Bees\n\nThe beehive on the roof is inspected every Sunday in summer.\n")
-    query = "When is the beehive inspected?"
-    with Store.open(db, read_only=True) as store:  # not in the index yet
-        assert all(r.path != str(bees) for r in Retriever(store, embedder).search(query, 6))
+    shutil.rmtree(folder)  # nothing left to index: the pass fails at once
     argv = localrag_mcp("--db", str(db), "--no-model", "--index")
     with McpClient(argv, server_env(models_root, tmp_path / "home"), tmp_path / "err") as client:
-        found = client.data("search", {"query": query})
-        assert found["results"][0]["path"] == str(bees)
-        assert client.data("status")["indexed"] == 6
-        assert "1 added" in client.stderr()  # the pass's summary, on stderr
+        status = client.until("status", lambda s: s["indexing"]["state"] != "running")
+        indexing = status["indexing"]
+        assert indexing["state"] == "failed"
+        assert indexing["error"].startswith("nothing to index")
+        assert indexing["finished_at"] is not None and indexing["summary"] is None
+        assert status["folders"] == [{"path": str(folder), "present": False}]
+        # Still serving what the index holds.
+        found = client.data("search", {"query": "WireGuard"})
+        assert found["results"][0]["path"].endswith("vpn.md")
+        assert "nothing to index" in client.stderr()
+        assert "Traceback" not in client.stderr()
+
+
+def test_without_the_index_flag_nothing_is_indexed(
+    tmp_path: Path,
+    embedder,  # type: ignore[no-untyped-def]
+    models_root: Path,
+) -> None:
+    folder = write_handbook(tmp_path / "handbook")
+    db = tmp_path / "index.db"
+    build_index(folder, db, embedder)
+    bees = add_notes(folder, 2)
+    before = db_files(db)
+    argv = localrag_mcp("--db", str(db), "--no-model")
+    with McpClient(argv, server_env(models_root, tmp_path / "home"), tmp_path / "err") as client:
+        status = client.data("status")
+        assert status["indexing"] == {
+            "state": "off",
+            "files_done": 0,
+            "files_total": None,
+            "started_at": None,
+            "finished_at": None,
+            "summary": None,
+            "error": None,
+        }
+        assert status["indexed"] == 5
+        found = client.data("search", {"query": BEES, "k": 10})["results"]
+        assert all(r["path"] != str(bees) for r in found)
+    after = db_files(db)
+    assert after[db.name] == before[db.name]  # size, mtime, bytes
+    wal = after.get(f"{db.name}-wal")
+    assert wal is None or wal[0] == 0  # not a page written, not even to the WAL
 
 
 def test_a_missing_index_is_a_tool_error_until_there_is_one(

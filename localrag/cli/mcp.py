@@ -22,7 +22,8 @@ INSTALL_HINT = "`localrag mcp` needs the MCP SDK, an optional extra: pip install
     "--index",
     "index_first",
     is_flag=True,
-    help="Bring the index's folders up to date once before serving (else nothing is written).",
+    help="Bring the index's folders up to date once, in the background while serving "
+    "(`status` shows its progress; else nothing is written).",
 )
 @click.option(
     "--model",
@@ -50,7 +51,7 @@ def mcp_command(
     except ImportError as exc:
         raise click.ClickException(INSTALL_HINT) from exc
     from localrag.embedder import load_embedder
-    from localrag.mcp_server import IndexTools, build_server, index_once
+    from localrag.mcp_server import BackgroundIndex, IndexTools, build_server
 
     path = db_path(db)
     with _stdout_to_stderr():
@@ -59,20 +60,33 @@ def mcp_command(
 
             resolve_model(model_name)  # a misspelt --model fails here, not at the first ask
         embedder = load_embedder(embedder_name)  # loaded once: each query costs milliseconds
-        if index_first:
-            report = index_once(path, embedder)
-            err_console.print(
-                f"Indexed: {report.added} added, {report.updated} updated, {report.moved} moved, "
-                f"{report.deleted} deleted, {report.unchanged} unchanged, {report.failed} failed "
-                f"in {report.seconds:.1f}s."
-            )
-        tools = IndexTools(path, embedder, model_name=model_name, use_model=not no_model)
+    # Not before serving: a long first pass would outlast the client's wait for `initialize`.
+    indexing = BackgroundIndex(path, embedder, on_finish=_say) if index_first else None
+    tools = IndexTools(
+        path, embedder, model_name=model_name, use_model=not no_model, indexing=indexing
+    )
     try:
-        build_server(tools).run("stdio")
+        build_server(tools).run("stdio")  # starts `indexing` once serving
     except KeyboardInterrupt:
         pass  # ctrl+c where someone tried it in a terminal: no traceback
     finally:
         tools.close()
+    if indexing is not None and indexing.running():
+        _exit_now()
+
+
+def _exit_now() -> None:
+    """End the process without Python's shutdown: a pass still inside the embedding model
+    would have onnxruntime torn down under it (C++ terminate, an abort). Every file the pass
+    committed is kept; the one it was on is rolled back by SQLite and done by the next pass."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
+
+
+def _say(line: str) -> None:
+    """The pass's outcome, on stderr (the client's server log), from the pass's thread."""
+    err_console.print(line, markup=False, soft_wrap=True)  # one line per message in a log
 
 
 @contextmanager

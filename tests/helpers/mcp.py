@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import AsyncIterator, Sequence
+import time
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import ExitStack, asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -93,6 +94,22 @@ class McpClient:
         # Clients that read only text content get the same JSON.
         assert json.loads(result.content[0].text) == data  # type: ignore[union-attr]
         return data
+
+    def until(
+        self,
+        name: str,
+        done: Callable[[dict[str, Any]], bool],
+        arguments: dict[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        """Call a tool every tenth of a second until `done` holds for its result (at most
+        LIMIT seconds): for what the server does in the background."""
+        deadline = time.monotonic() + LIMIT
+        while True:
+            data = self.data(name, arguments)
+            if done(data):
+                return data
+            assert time.monotonic() < deadline, f"{name} never got there: {data}\n{self.stderr()}"
+            time.sleep(0.1)
 
     def error(self, name: str, arguments: dict[str, Any] | None = None) -> str:
         """The text of a tool call that must fail."""
