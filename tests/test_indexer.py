@@ -12,7 +12,7 @@ import localrag.indexer as indexer_module
 from localrag.config import IndexSettings
 from localrag.errors import ConfigError, ModelMismatchError
 from localrag.indexer import Indexer, IndexEvent
-from localrag.retrieval import Retriever
+from localrag.retrieval import Retriever, Stages
 from localrag.store import Store
 from tests.conftest import CountingEmbedder
 from tests.helpers.corpus import make_docx, make_pdf, write_tree
@@ -185,7 +185,8 @@ def test_pdf_and_docx_keep_pages_and_headings(tmp_path, store, embedder):
         ["New staff receive a laptop and a security badge on their first morning."],
     )
     Indexer(store, embedder).index([docs])
-    retriever = Retriever(store, embedder)
+    # Each stored passage's own page, not a result joined with its neighbours.
+    retriever = Retriever(store, embedder, Stages(neighbour_runs=False))
 
     warehouse = retriever.search("Rotterdam warehouse renovation", 1)[0]
     assert warehouse.path.endswith("report.pdf")
