@@ -380,7 +380,7 @@ class _Run:
         return replace(
             self.best,
             ordinal=first.ordinal,
-            text=_join_texts(self.members),
+            text=join_passages(self.members),
             line_start=first.line_start,
             line_end=last.line_end,
             page_start=min(pages) if pages else None,
@@ -390,7 +390,7 @@ class _Run:
         )
 
 
-def _join_texts(members: Sequence[ChunkHit]) -> str:
+def join_passages(members: Sequence[ChunkHit]) -> str:
     """Consecutive passages as one text; the sentences two passages share at their border
     (the chunker repeats a little of each passage at the start of the next) appear once."""
     text = members[0].text

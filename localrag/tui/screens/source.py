@@ -12,6 +12,7 @@ from textual.containers import Vertical, VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Label, Static
 
+from localrag.retrieval import join_passages
 from localrag.tui.display import passage_text
 
 if TYPE_CHECKING:
@@ -66,17 +67,14 @@ class SourceScreen(ModalScreen[None]):
                 Static(Text(note, style="italic"), classes="note"),
                 Static(passage_text(self.source.result.chunk.text, self.search_query), id="cited"),
             ]
-        before = [hit for hit in self.context if hit.ordinal < self._first_ordinal(run)]
-        after = [hit for hit in self.context if hit.chunk_id not in run and hit not in before]
-        cited = "\n\n".join(hit.text for hit in self.context if hit.chunk_id in run)
+        cited = [hit for hit in self.context if hit.chunk_id in run]
+        first, last = cited[0].ordinal, cited[-1].ordinal
         return [
-            *(Static(Text(hit.text), classes="context") for hit in before),
-            Static(passage_text(cited, self.search_query), id="cited"),
-            *(Static(Text(hit.text), classes="context") for hit in after),
+            *(Static(Text(h.text), classes="context") for h in self.context if h.ordinal < first),
+            # Joined as search joined them: a sentence two passages share is shown once.
+            Static(passage_text(join_passages(cited), self.search_query), id="cited"),
+            *(Static(Text(h.text), classes="context") for h in self.context if h.ordinal > last),
         ]
-
-    def _first_ordinal(self, run: set[int]) -> int:
-        return min(hit.ordinal for hit in self.context if hit.chunk_id in run)
 
     def on_mount(self) -> None:
         cited = self.query_one("#cited")
