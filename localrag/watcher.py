@@ -377,11 +377,8 @@ class Watcher:
         stale = self._watches.pop(folder, None)  # its emitter stopped when the folder went
         if stale is not None:
             self._unschedule(stale)
-        assert self._observer is not None
         try:
-            self._watches[folder] = self._observer.schedule(
-                _Handler(self), folder, recursive=recursive, event_filter=_EVENT_FILTER
-            )
+            self._schedule(folder, recursive)
         except FileNotFoundError:
             return  # gone again already: still missing, looked at next time
         except OSError as exc:  # e.g. the inotify limit: indexed now, changes on the next start
@@ -392,6 +389,12 @@ class Watcher:
             if other == root or _watch_points([other])[0][0] == folder:
                 self.queue.add(other)
         self._emit("notice", message=f"{printable(root)} is back: indexing its changes")
+
+    def _schedule(self, folder: str, recursive: bool) -> None:
+        assert self._observer is not None
+        self._watches[folder] = self._observer.schedule(
+            _Handler(self), folder, recursive=recursive, event_filter=_EVENT_FILTER
+        )
 
     def _unschedule(self, watch: ObservedWatch) -> None:
         if self._observer is not None:
@@ -462,13 +465,10 @@ class Watcher:
             "ignore", message="Callback with id", category=RuntimeWarning, module="watchdog"
         )
         _WATCHDOG_LOG.addHandler(self._log_listener)
-        handler = _Handler(self)
         self._observer = observer
         self._watches = {}
         for folder, recursive in _watch_points(self._present_roots()):
-            self._watches[folder] = observer.schedule(
-                handler, folder, recursive=recursive, event_filter=_EVENT_FILTER
-            )
+            self._schedule(folder, recursive)
         observer.start()
 
     def _fall_back(self, why: str) -> None:
