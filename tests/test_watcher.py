@@ -730,11 +730,15 @@ def test_a_root_deleted_and_created_again_is_indexed_again(
     shutil.rmtree(usb)
     h.wait_for(notice_about(usb, "is missing"), since)
 
-    usb.mkdir()
-    (usb / ".gitignore").write_text("drafts/\n")  # rules read before it went are out of date
-    write_paragraphs(usb / "otters.md", "otter", 3)  # changed
-    write_paragraphs(usb / "deep" / "voles.md", "vole")  # new; herons.md is gone for good
-    write_paragraphs(usb / "drafts" / "egrets.md", "egret")
+    # Made beside it and renamed into place, so that it comes back whole (as a drive is
+    # mounted): a check between a bare mkdir and the files would see a half-made folder.
+    staging = tmp_path / "usb-new"
+    staging.mkdir()
+    (staging / ".gitignore").write_text("drafts/\n")  # rules read before it went are stale
+    write_paragraphs(staging / "otters.md", "otter", 3)  # changed
+    write_paragraphs(staging / "deep" / "voles.md", "vole")  # new; herons.md is gone for good
+    write_paragraphs(staging / "drafts" / "egrets.md", "egret")
+    staging.rename(usb)
     h.wait_for(notice_about(usb, "is back"), since)
     h.wait_for(lambda e: file_event(e, usb / "deep" / "voles.md") == "added", since)
     assert h.watcher.wait_idle(SETTLE_LIMIT)
