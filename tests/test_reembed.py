@@ -21,7 +21,7 @@ from click.testing import CliRunner
 
 from localrag.cli import cli
 from localrag.embedder import MANIFEST_FILE, load_embedder
-from localrag.errors import ModelMismatchError
+from localrag.errors import IndexModelChanged, ModelMismatchError
 from localrag.indexer import Indexer
 from localrag.reembed import reembed
 from localrag.retrieval import Retriever
@@ -215,6 +215,29 @@ def test_passages_added_meanwhile_by_another_process_are_reembedded_too(
         _assert_vectors_are(store, int8_embedder, not_from=embedder)
         hit = Retriever(store, int8_embedder).search("when does the ferry timetable change", 1)
         assert hit[0].path == str(late)
+
+
+def test_a_writer_still_on_the_old_model_cannot_add_its_vectors_after_the_switch(
+    tmp_path: Path, embedder, int8_embedder
+) -> None:  # type: ignore[no-untyped-def]
+    """A long-running writer (a watcher) bound the float32 model before another process moved
+    the index to int8: its next file is refused whole, so no float32 vector joins the index."""
+    docs = _docs(tmp_path / "docs")
+    db = tmp_path / "index.db"
+    with Store.open(db) as watcher_store:
+        old_writer = Indexer(watcher_store, embedder)
+        old_writer.index([docs])
+        with Store.open(db, create=False) as other:
+            assert reembed(other, int8_embedder).switched
+        late = docs / "late.md"
+        late.write_text("# Late\n\nThe ferry timetable changes on the first of May.\n")
+        with pytest.raises(IndexModelChanged, match="moved to embedding model") as refused:
+            old_writer.update([str(late)])
+        assert refused.value.current == _identity(int8_embedder)
+        assert watcher_store.document(str(late)) is None
+        _assert_vectors_are(watcher_store, int8_embedder, not_from=embedder)
+        # Reusing vectors already in the index is no harm: an unchanged file is fine.
+        assert old_writer.update([str(docs / "marker.md")])[0].failed == 0
 
 
 @pytest.fixture

@@ -748,3 +748,76 @@ def test_a_root_deleted_and_created_again_is_indexed_again(
     since = h.mark()
     write_paragraphs(usb / "deep" / "badgers.md", "badger")  # watched live again
     h.wait_for(lambda e: file_event(e, usb / "deep" / "badgers.md") == "added", since)
+
+
+# -- the index moved to another embedding model while watching ----------------------------------
+
+
+def test_the_watch_follows_the_index_to_the_model_it_was_moved_to(
+    tmp_path, docs, embedder, int8_embedder, int8_models_root, start, monkeypatch
+) -> None:
+    """`localrag index --reembed --embedder …-int8` in another process while the watch runs:
+    the watch's next file is refused by the store (no float32 vector may join an int8 index),
+    and the watch loads the model the index now records and indexes the file with it."""
+    from localrag.reembed import reembed
+
+    monkeypatch.setenv("LOCALRAG_MODELS_DIR", str(int8_models_root))  # both models installed
+    h = start()
+    h.settle()
+    with Store.open(h.db, create=False) as other:
+        assert reembed(other, int8_embedder).switched
+    since = h.mark()
+    herons = docs / "herons.md"
+    write_paragraphs(herons, "heron")
+    h.settle()
+    [notice] = [
+        e.message
+        for e in h.events[since:]
+        if e.kind == "notice" and "moved to" in (e.message or "")
+    ]
+    assert "all-MiniLM-L6-v2-int8: watching goes on with it" in notice
+    assert h.file_statuses(herons, since) == ["added"]
+    assert h.watcher.error is None
+    with Store.open(h.db, create=False) as store:
+        identity = int8_embedder.identity
+        assert store.model_identity() == {
+            "name": identity.name,
+            "dim": identity.dim,
+            "fingerprint": identity.fingerprint,
+        }
+        [(stored,)] = store.db.execute(
+            "SELECT e.vector FROM embeddings e JOIN chunks c ON c.embedding_id = e.id "
+            "JOIN documents d ON d.id = c.document_id WHERE d.path = ?",
+            (str(herons),),
+        )
+        [text] = [
+            t
+            for (t,) in store.db.execute(
+                "SELECT c.text FROM chunks c JOIN documents d ON d.id = c.document_id "
+                "WHERE d.path = ?",
+                (str(herons),),
+            )
+        ]
+    vector = np.frombuffer(stored, dtype=np.float32)
+    heading_text = f"Heron\n\n{text}"
+    assert float(vector @ int8_embedder.embed_passages([heading_text])[0]) > 0.99
+    assert np.abs(vector - embedder.embed_passages([heading_text])[0]).max() > 1e-3
+
+
+def test_the_watch_stops_clearly_when_the_new_model_is_not_installed(
+    tmp_path, docs, int8_embedder, start, models_env
+) -> None:
+    from localrag.reembed import reembed
+
+    h = start()  # models_env holds the float32 model only
+    h.settle()
+    with Store.open(h.db, create=False) as other:
+        assert reembed(other, int8_embedder).switched
+    write_paragraphs(docs / "herons.md", "heron")
+    h.wait_for(lambda e: e.kind == "stopped")
+    message = str(h.watcher.error)
+    assert "was moved to embedding model sentence-transformers/all-MiniLM-L6-v2-int8" in message
+    assert "The watch stops: The embedding model" in message
+    assert "`localrag models quantize-embedder all-MiniLM-L6-v2`" in message
+    with Store.open(h.db, create=False) as store:
+        assert store.document(str(docs / "herons.md")) is None
