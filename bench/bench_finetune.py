@@ -2,15 +2,19 @@
 
     python bench/bench_finetune.py [--rounds 3] [--steps 30] [--threads 1] [--layers 4]
     python bench/bench_finetune.py --gemma [--rounds 2] [--steps 6] [--threads 2]
+    python bench/bench_finetune.py --gemma --dataset DIR [--steps 4]  # a `finetune dataset` set
 
 The model is the test suite's tiny Llama-family chat model (random weights, its own tokenizer)
 at hidden 256 / intermediate 512 unless told otherwise, or with --gemma the real Gemma 3 270M
 (its Q4_K_M GGUF dequantized as `finetune train` does; 262k-token vocabulary); the data are
-chats made of the tiny model's training text. Both sides train on CPU in float32 with the
-same LoRA settings (all seven projections), the same seed and the same micro-batches
-(localrag's tokenizer, schedule and collation, so the tokens are identical), with a fixed
-number of torch threads. The first step's loss (same weights, same batches) is compared too:
-the two must agree.
+chats made of the tiny model's training text (short questions, answers of 1-4 sentences: about
+half their tokens are labelled), or with --dataset a dataset folder (`finetune dataset` writes
+RAFT examples: sources, question and a short answer, so few tokens are labelled). Both sides
+train on CPU in float32 with the same LoRA settings (all seven projections), the same seed
+and the same micro-batches (localrag's tokenizer and schedule, so the tokens are identical;
+the reference pads them, as a plain loop does, and localrag packs them), with a fixed number
+of torch threads. The first step's loss (same weights, same batches) is compared too: the two
+must agree.
 
   - localrag: `train_lora` as `localrag finetune train` runs it (token-weighted accumulation,
     gradient clipping, warmup/decay schedule, progress reports, training.json, the adapter;
@@ -230,6 +234,8 @@ def bench(args: argparse.Namespace, work: Path) -> None:
     args.model, args.data = write_inputs(
         work, args.hidden, args.intermediate, args.layers, args.gemma
     )
+    if args.dataset:
+        args.data = args.dataset.resolve()
     lines = [
         f"# {describe_machine()}, torch {torch.__version__}",
         f"# python bench/bench_finetune.py {' '.join(sys.argv[1:])}".rstrip(),
@@ -279,6 +285,8 @@ def bench(args: argparse.Namespace, work: Path) -> None:
     out = ROOT / "bench" / "results"
     out.mkdir(parents=True, exist_ok=True)
     name = "finetune_gemma.txt" if args.gemma else "finetune.txt"
+    if args.dataset:
+        name = name.replace(".txt", "_dataset.txt")
     (out / name).write_text("\n".join(lines) + "\n")
 
 
@@ -293,6 +301,12 @@ def main() -> None:
     parser.add_argument("--intermediate", type=int, default=512)
     parser.add_argument("--layers", type=int, default=4)
     parser.add_argument("--gemma", action="store_true", help="the real Gemma 3 270M")
+    parser.add_argument(
+        "--dataset",
+        type=Path,
+        help="train on this dataset folder (its train.jsonl; for example what `localrag "
+        "finetune dataset` wrote) instead of the generated short chats",
+    )
     parser.add_argument("--child", choices=["localrag", "reference"], help=argparse.SUPPRESS)
     parser.add_argument("--model", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--data", type=Path, help=argparse.SUPPRESS)

@@ -258,6 +258,7 @@ def test_training_json_records_the_run(trained: Trained, tiny_llm_dir: Path) -> 
     assert settings["threads"] is None and record["torch_threads"] == 1  # this module's default
     assert record["losses"] == result.losses and record["steps"] == 20
     assert record["duration_s"] > 0 and record["tokens"] > 0
+    assert record["batches"] == "packed"  # four examples a micro-batch, without padding
     for lib in ("torch", "transformers", "peft", "python"):
         assert record["versions"][lib]
     assert record["versions"]["peft"] == peft.__version__
@@ -717,3 +718,90 @@ def test_the_answer_only_loss_is_the_models_own_loss_and_gradient(tiny_llm_dir: 
         grads.append(model.get_input_embeddings().weight.grad.clone())
     assert losses[1] == pytest.approx(losses[0], rel=1e-5)
     assert torch.allclose(grads[0], grads[1], atol=1e-6)
+
+
+# --------------------------------------------------------------------------- packed batches
+
+
+def _packing_examples() -> list[Any]:
+    from localrag.finetune.sft_data import TokenizedExample
+
+    def example(start: int, length: int, prompt: int) -> TokenizedExample:
+        ids = list(range(start, start + length))
+        return TokenizedExample(ids, [IGNORE] * prompt + ids[prompt:])
+
+    return [example(5, 40, 28), example(60, 23, 10), example(90, 31, 20), example(130, 9, 4)]
+
+
+@pytest.mark.parametrize("row_tokens", [512, 40], ids=["one-row", "rows-and-pad-tails"])
+def test_packed_batches_give_the_padded_loss_and_gradient(
+    tiny_llm_dir: Path, monkeypatch: pytest.MonkeyPatch, row_tokens: int
+) -> None:
+    """Examples end to end, positions restarting: each still sees only itself."""
+    from localrag.finetune import train as train_module
+    from localrag.finetune.train import answer_loss, collate, collate_packed
+
+    monkeypatch.setattr(train_module, "PACK_ROW_TOKENS", row_tokens)
+    examples = _packing_examples()
+    packed = collate_packed(examples, 0, torch)
+    padded = collate(examples, 0, torch)
+    if row_tokens == 40:  # rows [40], [31, 9], [23 + a pad tail of 17]
+        assert packed["input_ids"].shape == (3, 40)
+        assert packed["position_ids"][2].tolist() == list(range(23)) + list(range(17))
+        assert (packed["labels"][2, 23:] == IGNORE).all()
+    else:
+        assert packed["input_ids"].shape == (1, 103)
+    assert packed["input_ids"].numel() < padded["input_ids"].numel()
+    model = load_base(tiny_llm_dir)
+    losses, grads = [], []
+    for batch in (padded, packed):
+        model.zero_grad()
+        loss = answer_loss(model, batch, torch)
+        loss.backward()
+        losses.append(float(loss.detach()))
+        grads.append([p.grad.clone() for p in model.parameters() if p.grad is not None])
+    assert losses[1] == pytest.approx(losses[0], rel=1e-5)
+    assert all(torch.allclose(a, b, atol=1e-6) for a, b in zip(*grads, strict=True))
+
+
+def test_packing_is_checked_on_the_model_before_it_is_used(tiny_llm_dir: Path) -> None:
+    """A model that builds its attention mask without the position ids would let packed
+    examples read each other: the check catches it (simulated, as every architecture in
+    transformers 5 reads them) and training keeps padded batches."""
+    from localrag.finetune.train import packing_matches
+
+    model = load_base(tiny_llm_dir).train()
+    examples = _packing_examples()
+    assert packing_matches(model, examples, 0, torch)
+    assert model.training  # the check's eval mode is put back
+
+    class IgnoresPositions(torch.nn.Module):
+        def __init__(self, inner: Any) -> None:
+            super().__init__()
+            self.inner = inner
+
+        def forward(self, **inputs: Any) -> Any:
+            inputs.pop("position_ids", None)
+            return self.inner(**inputs)
+
+    assert not packing_matches(IgnoresPositions(model), examples, 0, torch)
+
+
+def test_training_on_packed_batches_follows_the_padded_run(
+    tiny_llm_dir: Path, dataset_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Same losses step by step, and the same adapter, with and without packing."""
+    from localrag.finetune import train as train_module
+
+    settings = replace(FAST, max_steps=6)
+    packed = train_lora(tiny_llm_dir, dataset_dir, tmp_path / "packed", settings)
+    monkeypatch.setattr(train_module, "packing_matches", lambda *args: False)
+    padded = train_lora(tiny_llm_dir, dataset_dir, tmp_path / "padded", settings)
+    records = [json.loads(r.training_json.read_text()) for r in (packed, padded)]
+    assert [r["batches"] for r in records] == ["packed", "padded"]
+    assert records[0]["tokens"] == records[1]["tokens"]  # real tokens, not padding
+    assert packed.losses == pytest.approx(padded.losses, rel=1e-4)
+    a, b = adapter_tensors(packed.adapter_dir), adapter_tensors(padded.adapter_dir)
+    # Adam turns rounding-level gradient differences into small weight ones (seen: 2e-5).
+    gaps = {k: float((a[k] - b[k]).norm() / b[k].norm()) for k in a}
+    assert max(gaps.values()) < 1e-3, gaps

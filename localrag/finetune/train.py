@@ -207,6 +207,98 @@ def collate(examples: list[TokenizedExample], pad_id: int, torch: Any) -> dict[s
     }
 
 
+# A packed row holds several examples end to end (below); rows are at most this long, or the
+# micro-batch's longest example if that is longer, so attention (quadratic in a row's length)
+# never costs more than the padded batch's.
+PACK_ROW_TOKENS = 512
+
+
+def pack_rows(lengths: list[int], capacity: int) -> list[list[int]]:
+    """Example indexes grouped into rows of at most `capacity` tokens: first fit, longest
+    first (an example longer than `capacity` gets a row of its own)."""
+    rows: list[list[int]] = []
+    room: list[int] = []
+    for i in sorted(range(len(lengths)), key=lambda i: -lengths[i]):
+        for r, left in enumerate(room):
+            if lengths[i] <= left:
+                rows[r].append(i)
+                room[r] -= lengths[i]
+                break
+        else:
+            rows.append([i])
+            room.append(capacity - lengths[i])
+    return rows
+
+
+def collate_packed(examples: list[TokenizedExample], pad_id: int, torch: Any) -> dict[str, Any]:
+    """The micro-batch with (almost) no padding: examples end to end in rows, each restarting
+    its position ids at 0, and no attention mask.
+
+    transformers reads restarting positions as separate sequences (its "packed" format):
+    each example attends only to itself and sees the positions it would alone, so the loss
+    is the padded batch's (`packing_matches` checks that for the model in hand). The token
+    before an example is another example's, so an example's first token is never a target
+    (as position 0 of a padded row never is). A row shorter than the longest ends in pad
+    tokens that form a sequence of their own, without labels.
+    """
+    capacity = max(PACK_ROW_TOKENS, *(len(e.input_ids) for e in examples))
+    rows = pack_rows([len(e.input_ids) for e in examples], capacity)
+    width = max(sum(len(examples[i].input_ids) for i in row) for row in rows)
+    ids, positions, labels = [], [], []
+    for row in rows:
+        row_ids: list[int] = []
+        row_positions: list[int] = []
+        row_labels: list[int] = []
+        for i in row:
+            e = examples[i]
+            row_ids += e.input_ids
+            row_positions += range(len(e.input_ids))
+            row_labels += [IGNORE, *e.labels[1:]]
+        pad = width - len(row_ids)
+        ids.append(row_ids + [pad_id] * pad)
+        positions.append(row_positions + list(range(pad)))
+        labels.append(row_labels + [IGNORE] * pad)
+    return {
+        "input_ids": torch.tensor(ids, dtype=torch.long),
+        "position_ids": torch.tensor(positions, dtype=torch.long),
+        "labels": torch.tensor(labels, dtype=torch.long),
+    }
+
+
+def packing_matches(model: Any, examples: list[TokenizedExample], pad_id: int, torch: Any) -> bool:
+    """Does this model compute the same per-token loss for packed rows as for padded ones?
+
+    Packing relies on the model building its attention masks from restarting position ids
+    (transformers 5 does for its own architectures); a model that does not would let
+    examples attend to each other. Checked on two short examples in eval mode (no dropout,
+    no random numbers drawn), before training; without a match, batches stay padded.
+    """
+    if len(examples) < 2:
+        return True  # one example: packed and padded are the same batch
+    short = [TokenizedExample(e.input_ids[:48], list(e.input_ids[:48])) for e in examples[:2]]
+
+    def token_losses(batch: dict[str, Any]) -> Any:
+        labels = batch.pop("labels")
+        logits = model(**batch, use_cache=False).logits.float()
+        losses = torch.nn.functional.cross_entropy(
+            logits[:, :-1].transpose(1, 2), labels[:, 1:], ignore_index=IGNORE, reduction="none"
+        )
+        return losses[labels[:, 1:] != IGNORE]
+
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            device = next(model.parameters()).device
+            padded = {k: v.to(device) for k, v in collate(short, pad_id, torch).items()}
+            packed = {k: v.to(device) for k, v in collate_packed(short, pad_id, torch).items()}
+            # The same targets, in another order where packing put the longer example first.
+            a, b = token_losses(padded).sort().values, token_losses(packed).sort().values
+            return bool(a.shape == b.shape and torch.allclose(a, b, rtol=1e-3, atol=1e-3))
+    finally:
+        model.train(was_training)
+
+
 def answer_loss(model: Any, batch: dict[str, Any], torch: Any) -> Any:
     """The mean next-token loss over the labelled (answer) tokens, the same number as the
     model's own `labels=` loss, but with the output layer applied only where a label follows.
@@ -220,9 +312,9 @@ def answer_loss(model: Any, batch: dict[str, Any], torch: Any) -> Any:
     targets = labels[:, 1:] != IGNORE
     keep = torch.zeros_like(labels, dtype=torch.bool)
     keep[:, :-1] = targets  # the position before each labelled token predicts it
-    logits = model(
-        input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], logits_to_keep=keep
-    ).logits
+    inputs = {k: v for k, v in batch.items() if k != "labels"}  # padded, or packed: no mask
+    # No cache: with one, transformers would not read packed rows' positions as sequences.
+    logits = model(**inputs, logits_to_keep=keep, use_cache=False).logits
     logits = logits.reshape(-1, logits.shape[-1])
     return torch.nn.functional.cross_entropy(logits.float(), labels[:, 1:][targets])
 
@@ -385,15 +477,15 @@ def _accumulate(
     torch: Any,
     *,
     head_on_answers: bool,
-) -> tuple[float, int]:
-    """Forward and backward one optimizer step's micro-batches; returns (loss, tokens seen).
+) -> float:
+    """Forward and backward one optimizer step's micro-batches; returns the step's loss.
 
     Token-weighted: each micro-batch's mean loss counts by its answer tokens, so the step's
     gradient and loss are the mean over all of them whatever the padding or batch split.
     """
     counts = [_counted_labels(b) for b in batches]
     window = max(1, sum(counts))
-    step_loss, tokens = 0.0, 0
+    step_loss = 0.0
     for batch, count in zip(batches, counts, strict=True):
         if count == 0:
             continue
@@ -405,8 +497,7 @@ def _accumulate(
                 loss = loaded.model(**on_device).loss
         scaler.scale(loss * (count / window)).backward()
         step_loss += float(loss.detach()) * count / window
-        tokens += int(batch["attention_mask"].sum())
-    return step_loss, tokens
+    return step_loss
 
 
 def _load_tokenizer(base_dir: Path, transformers: Any) -> Any:
@@ -600,17 +691,26 @@ def _train(
     resumed_from = run.resumed_from[-1] if run.resumed_from else None
 
     pad_id = _pad_id(tokenizer)
+    # Packed micro-batches skip the padding's work; only where the model was seen to give
+    # the padded batch's losses, and not under unsloth, which computes its loss its own way.
+    packed = (
+        choice.name == "peft"
+        and settings.batch_size > 1
+        and packing_matches(model, dataset[:2], pad_id, torch)
+    )
+    make_batch = collate_packed if packed else collate
     session_start, session_tokens, session_steps = time.monotonic(), 0, 0
     with quiet_transformers():
         for step in range(run.step, total):
-            batches = [
-                collate([dataset[i] for i in schedule.micro_batch(m)], pad_id, torch)
+            groups = [
+                [dataset[i] for i in schedule.micro_batch(m)]
                 for m in schedule.step_micro_batches(step)
             ]
-            step_loss, tokens = _accumulate(
+            batches = [make_batch(group, pad_id, torch) for group in groups]
+            step_loss = _accumulate(
                 batches, loaded, scaler, torch, head_on_answers=choice.name == "peft"
             )
-            session_tokens += tokens
+            session_tokens += sum(len(e.input_ids) for group in groups for e in group)
             scaler.unscale_(optimizer)
             torch.nn.utils.clip_grad_norm_(params, settings.max_grad_norm)
             lr = float(optimizer.param_groups[0]["lr"])
@@ -662,6 +762,7 @@ def _train(
         base_dir, base_sha, train_file, fingerprint, settings, choice, stats, schedule, run
     )
     record["torch_threads"] = threads  # what settings.threads (None: torch's default) came to
+    record["batches"] = "packed" if packed else "padded"
     training_json = out_dir / TRAINING_JSON
     _atomic_write_text(training_json, json.dumps(record, indent=2, ensure_ascii=False) + "\n")
     return TrainResult(
