@@ -25,7 +25,7 @@ from localrag.errors import ConfigError, ModelError
 from localrag.reasoning import final_answer
 
 if TYPE_CHECKING:
-    from localrag.answer import AnswerSettings
+    from localrag.answer import Answerer, AnswerSettings
     from localrag.embedder import Embedder
     from localrag.llm import LocalLLM
     from localrag.store import Store
@@ -142,7 +142,54 @@ def citation_precision(cited_paths: Sequence[str], document: str | None) -> floa
 Progress = Callable[[str, int, int], None]
 
 
+# A pre-trained base model (a GGUF without a chat template) continues text and follows
+# examples, not instructions; given a chat prompt it echoes the chat markup. So it is asked in
+# the form it continues: worked examples, then the open question, and its first line is its
+# answer. With retrieval, the examples show numbered sources and a citation.
+BASE_CLOSED_BOOK_EXAMPLES = (
+    ("How many legs does a spider have?", "A spider has eight legs."),
+    ("What does a barometer measure?", "A barometer measures air pressure."),
+)
+BASE_RAG_EXAMPLE = (
+    "Sources:\n[1] handbook.md (lines 4-6)\nThe library opens at 9 am on weekdays and at 10 am "
+    "on Saturdays.\n[2] handbook.md (lines 9-10)\nBooks are lent for three weeks.\n\n"
+    "Question: When does the library open on Saturdays?\nAnswer: At 10 am [1].\n\n"
+)
+# Sources a base model is shown (the product shows a base model's user this many passages),
+# each cut to this many characters: a small base model loses the question behind long ones.
+BASE_RAG_PASSAGES = 3
+BASE_PASSAGE_CHARS = 1200
+
+
+def base_prompt(question: str, sources: Sequence[tuple[str, str]] = ()) -> str:
+    """The text a base model continues: examples, the (label, text) sources, the question."""
+    if not sources:
+        shots = "".join(f"Question: {q}\nAnswer: {a}\n\n" for q, a in BASE_CLOSED_BOOK_EXAMPLES)
+        return f"{shots}Question: {question}\nAnswer:"
+    listed = "\n".join(
+        f"[{number}] {label}\n{' '.join(text.split())[:BASE_PASSAGE_CHARS]}"
+        for number, (label, text) in enumerate(sources, start=1)
+    )
+    return f"{BASE_RAG_EXAMPLE}Sources:\n{listed}\n\nQuestion: {question}\nAnswer:"
+
+
+def first_line(llm: LocalLLM, prompt: str, max_tokens: int) -> str:
+    """What a base model writes up to its first line break (generation stops there)."""
+    text = ""
+    stream = llm.stream(llm.text_prompt(prompt), max_tokens=max_tokens, temperature=0.0)
+    try:
+        for piece in stream:
+            text += piece
+            if "\n" in text.lstrip():
+                break
+    finally:
+        stream.close()  # stops the model at once
+    return text.strip().split("\n", 1)[0].strip()
+
+
 def closed_book_answer(llm: LocalLLM, question: str, max_tokens: int) -> str:
+    if llm.is_base_model:
+        return first_line(llm, base_prompt(question), max_tokens)
     prompt = llm.chat_prompt(
         [{"role": "system", "content": CLOSED_BOOK_PROMPT}, {"role": "user", "content": question}]
     )
@@ -202,6 +249,11 @@ def evaluate_model(
                 progress(row.mode, index, len(questions))
             if answerer is None:
                 text = closed_book_answer(llm, item.question, max_tokens)
+            elif llm.is_base_model:  # `ask` would show it passages only: prompt it as above
+                text, cited = base_rag_answer(answerer, llm, item.question, max_tokens)
+                score = citation_precision(cited, item.document)
+                if score is not None:
+                    precisions.append(score)
             else:
                 answer = answerer.ask(item.question)
                 text = answer.read()  # a fine-tuned model's ##Reason: part is not in it
@@ -219,6 +271,22 @@ def evaluate_model(
         row.citation_precision = sum(precisions) / len(precisions) if precisions else None
         rows.append(row)
     return rows
+
+
+def base_rag_answer(
+    answerer: Answerer, llm: LocalLLM, question: str, max_tokens: int
+) -> tuple[str, list[str]]:
+    """A base model's answer from the passages `ask` retrieves, and the paths it cited."""
+    from localrag.citations import check_citations
+
+    found = answerer.ask(question, generate=False)
+    sources = found.sources[:BASE_RAG_PASSAGES]
+    if found.mode != "extractive" or not sources:
+        return found.read(), []  # nothing relevant, or a collection question: as `ask` says
+    labelled = [(f"{s.passage.path} ({s.location})", s.passage.text) for s in sources]
+    text = first_line(llm, base_prompt(question, labelled), max_tokens)
+    _checked, numbers, _invalid = check_citations(text, range(1, len(sources) + 1))
+    return text, [sources[n - 1].path for n in numbers]
 
 
 # -- judging --------------------------------------------------------------------------------------

@@ -18,7 +18,7 @@ import platform
 import sys
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Generator, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -362,7 +362,7 @@ class LocalLLM:
         temperature: float | None = None,
         grammar: str | None = None,
         stats: GenerationStats | None = None,
-    ) -> Iterator[str]:
+    ) -> Generator[str, None, None]:
         """Yield the answer's text as it is generated (stops at the model's end of turn).
 
         `grammar` (GBNF) constrains the output; closing the iterator stops generation.

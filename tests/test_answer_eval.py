@@ -122,6 +122,36 @@ def test_four_way_comparison_on_a_real_index(tmp_path: Path, embedder, tiny_gguf
     assert len(bars) == 3 + 4 * 2 + 2  # legend, two metrics per mode, citations for RAG rows
 
 
+def test_a_base_model_is_asked_in_the_form_it_continues(
+    tmp_path: Path, embedder, gemma_gguf
+) -> None:  # type: ignore[no-untyped-def]
+    """Gemma 3 270M, a real pre-trained model without a chat template: a chat prompt made it
+    echo the chat markup, and `ask` gives a base model's user passages only. Measured, it is
+    asked with worked examples (and the retrieved sources) and answers in one line."""
+    from localrag.answer_eval import evaluate_model
+
+    db = tmp_path / "index.db"
+    with Store.open(db) as store:
+        Indexer(store, embedder).index([write_handbook(tmp_path / "handbook")])
+    settings = LLMSettings(n_ctx=2048, temperature=0.0)
+    llm = LocalLLM.load(gemma_gguf, settings)
+    try:
+        assert llm.is_base_model
+        with Store.open(db) as store:
+            rows = evaluate_model("base", llm, QUESTIONS, store, embedder, max_tokens=64)
+    finally:
+        llm.close()
+    closed, with_sources = rows
+    for answer in closed.answers + with_sources.answers:
+        assert answer and "\n" not in answer  # its first line, generation stopped there
+        assert "<" not in answer and "Question:" not in answer  # no markup, no next example
+    # Not the passages themselves (what `ask` shows): the tapes passage starts "Backup tapes
+    # are rotated", the model's answer is its own words, and right.
+    assert with_sources.answers[1] == "Every quarter."
+    assert with_sources.containment == 0.5
+    assert closed.containment == 0.0  # it cannot know the handbook
+
+
 # -- the judge ------------------------------------------------------------------------------------
 
 QUESTIONS = [
