@@ -247,19 +247,18 @@ def evaluate_model(
         for index, item in enumerate(questions):
             if progress:
                 progress(row.mode, index, len(questions))
+            cited: list[str] = []  # paths of the passages the answer cites
             if answerer is None:
                 text = closed_book_answer(llm, item.question, max_tokens)
             elif llm.is_base_model:  # `ask` would show it passages only: prompt it as above
                 text, cited = base_rag_answer(answerer, llm, item.question, max_tokens)
-                score = citation_precision(cited, item.document)
-                if score is not None:
-                    precisions.append(score)
             else:
                 answer = answerer.ask(item.question)
                 text = answer.read()  # a fine-tuned model's ##Reason: part is not in it
-                score = citation_precision([s.path for s in answer.cited], item.document)
-                if score is not None:
-                    precisions.append(score)
+                cited = [s.path for s in answer.cited]
+            score = citation_precision(cited, item.document)
+            if score is not None:  # None: nothing cited (closed book, or no citation)
+                precisions.append(score)
             row.answers.append(text)
             row.containment += contains_answer(text, item.answer)
             row.f1 += token_f1(text, item.answer)

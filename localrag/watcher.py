@@ -54,7 +54,7 @@ from localrag.errors import (
 )
 from localrag.indexer import Indexer, IndexEvent, IndexReport, indexable_path
 from localrag.paths import is_within, printable
-from localrag.store import Store
+from localrag.store import Store, identity_record
 from localrag.walker import database_files, is_excluded_name
 
 if TYPE_CHECKING:
@@ -317,11 +317,7 @@ class Watcher:
         except LocalragError as load_error:
             raise ModelMismatchError(f"{exc} The watch stops: {load_error}") from exc
         found = embedder.identity
-        if (found.name, found.dim, found.fingerprint) != (
-            exc.current["name"],
-            exc.current["dim"],
-            exc.current["fingerprint"],
-        ):
+        if identity_record(found.name, found.dim, found.fingerprint) != exc.current:
             raise ModelMismatchError(
                 f"{exc} The watch stops: the model installed as {name} "
                 f"(fingerprint {found.short_fingerprint}) is not the one the index records."
