@@ -25,7 +25,7 @@ from localrag import watcher as watcher_module
 from localrag.errors import ConfigError
 from localrag.indexer import Indexer
 from localrag.retrieval import Retriever
-from localrag.store import Store
+from localrag.store import Store, identity_record
 from localrag.watcher import Watcher, WatchEvent
 from tests.helpers.corpus import write_tree
 from tests.helpers.index_state import assert_matches_fresh_index
@@ -780,24 +780,14 @@ def test_the_watch_follows_the_index_to_the_model_it_was_moved_to(
     assert h.watcher.error is None
     with Store.open(h.db, create=False) as store:
         identity = int8_embedder.identity
-        assert store.model_identity() == {
-            "name": identity.name,
-            "dim": identity.dim,
-            "fingerprint": identity.fingerprint,
-        }
-        [(stored,)] = store.db.execute(
-            "SELECT e.vector FROM embeddings e JOIN chunks c ON c.embedding_id = e.id "
+        assert store.model_identity() == identity_record(
+            identity.name, identity.dim, identity.fingerprint
+        )
+        [(text, stored)] = store.db.execute(
+            "SELECT c.text, e.vector FROM chunks c JOIN embeddings e ON e.id = c.embedding_id "
             "JOIN documents d ON d.id = c.document_id WHERE d.path = ?",
             (str(herons),),
         )
-        [text] = [
-            t
-            for (t,) in store.db.execute(
-                "SELECT c.text FROM chunks c JOIN documents d ON d.id = c.document_id "
-                "WHERE d.path = ?",
-                (str(herons),),
-            )
-        ]
     vector = np.frombuffer(stored, dtype=np.float32)
     heading_text = f"Heron\n\n{text}"
     assert float(vector @ int8_embedder.embed_passages([heading_text])[0]) > 0.99
