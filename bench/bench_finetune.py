@@ -3,13 +3,17 @@
     python bench/bench_finetune.py [--rounds 3] [--steps 30] [--threads 1] [--layers 4]
     python bench/bench_finetune.py --gemma [--rounds 2] [--steps 6] [--threads 2]
     python bench/bench_finetune.py --gemma --dataset DIR [--steps 4]  # a `finetune dataset` set
+    python bench/bench_finetune.py ... [--batch 4] [--accum 2] [--max-seq-len 512]
 
 The model is the test suite's tiny Llama-family chat model (random weights, its own tokenizer)
 at hidden 256 / intermediate 512 unless told otherwise, or with --gemma the real Gemma 3 270M
 (its Q4_K_M GGUF dequantized as `finetune train` does; 262k-token vocabulary); the data are
 chats made of the tiny model's training text (short questions, answers of 1-4 sentences: about
 half their tokens are labelled), or with --dataset a dataset folder (`finetune dataset` writes
-RAFT examples: sources, question and a short answer, so few tokens are labelled). Both sides
+RAFT examples: sources, question and a short answer, so few tokens are labelled). The chats
+train at batch 4 x accumulation 2, 512 tokens; a dataset folder at `finetune train`'s own
+defaults (batch 1 x accumulation 4, 2,048 tokens), unless --batch/--accum/--max-seq-len say
+otherwise. Both sides
 train on CPU in float32 with the same LoRA settings (all seven projections), the same seed
 and the same micro-batches (localrag's tokenizer and schedule, so the tokens are identical;
 the reference pads them, as a plain loop does, and localrag packs them), with a fixed number
@@ -83,19 +87,32 @@ def write_inputs(
     return model, data
 
 
-def settings_for(steps: int, threads: int) -> Any:
+CHAT_SHAPE = (4, 2, 512)  # batch, accumulation, max tokens for the generated chats
+
+
+def settings_for(args: argparse.Namespace) -> Any:
     from localrag.finetune.train import TrainSettings
 
+    defaults = TrainSettings()
+    shape = (
+        (defaults.batch_size, defaults.grad_accum, defaults.max_seq_len)
+        if args.dataset
+        else CHAT_SHAPE
+    )
+    batch, accum, max_len = (
+        chosen if chosen is not None else default
+        for chosen, default in zip((args.batch, args.accum, args.max_seq_len), shape, strict=True)
+    )
     return TrainSettings(
         lora_r=16,
         lora_alpha=32,
         learning_rate=2e-4,
-        max_steps=steps,
-        batch_size=4,
-        grad_accum=2,
+        max_steps=args.steps,
+        batch_size=batch,
+        grad_accum=accum,
         warmup_steps=2,
-        max_seq_len=512,
-        threads=threads,
+        max_seq_len=max_len,
+        threads=args.threads,
     )
 
 
@@ -220,7 +237,15 @@ def run_child(kind: str, args: argparse.Namespace, work: Path, round_no: int) ->
         "--threads",
         str(args.threads),
         *(["--gemma"] if args.gemma else []),
+        *(["--dataset", str(args.dataset)] if args.dataset else []),
     ]
+    for flag, value in (
+        ("--batch", args.batch),
+        ("--accum", args.accum),
+        ("--max-seq-len", args.max_seq_len),
+    ):
+        if value is not None:
+            command += [flag, str(value)]
     subprocess.run(command, check=True)
     return json.loads(result.read_text())
 
@@ -274,10 +299,12 @@ def bench(args: argparse.Namespace, work: Path) -> None:
         if args.gemma
         else f"tiny Llama {args.hidden}/{args.intermediate} x{args.layers} layers"
     )
+    shape = settings_for(args)
     lines.append(
         f"# medians of {args.rounds} interleaved rounds, one process each; {model}, "
-        "float32, LoRA r16 on 7 "
-        f"projections, batch 4 x accum 2, {ours[0]['timed_steps']} timed steps "
+        "float32, LoRA r16 on 7 projections, "
+        f"batch {shape.batch_size} x accum {shape.grad_accum}, at most {shape.max_seq_len} "
+        f"tokens, {ours[0]['timed_steps']} timed steps "
         f"({ours[0]['timed_tokens']} tokens) after {WARMUP_STEPS}, {args.threads} torch thread(s)"
     )
     lines += [f"{name:<40} {value:>12}" for name, value in rows]
@@ -307,6 +334,9 @@ def main() -> None:
         help="train on this dataset folder (its train.jsonl; for example what `localrag "
         "finetune dataset` wrote) instead of the generated short chats",
     )
+    parser.add_argument("--batch", type=int, help="examples per micro-batch")
+    parser.add_argument("--accum", type=int, help="micro-batches per optimizer step")
+    parser.add_argument("--max-seq-len", type=int, help="tokens per example at most")
     parser.add_argument("--child", choices=["localrag", "reference"], help=argparse.SUPPRESS)
     parser.add_argument("--model", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--data", type=Path, help=argparse.SUPPRESS)
@@ -316,7 +346,7 @@ def main() -> None:
     if args.steps <= WARMUP_STEPS:
         parser.error(f"--steps must be more than the {WARMUP_STEPS} warm-up steps")
     if args.child:
-        settings = settings_for(args.steps, args.threads)
+        settings = settings_for(args)
         if args.child == "localrag":
             result = child_localrag(args.model, args.data, args.out, settings)
         else:
