@@ -44,6 +44,7 @@ from localrag.retrieval import (
 if TYPE_CHECKING:
     from localrag.embedder import Embedder
     from localrag.llm import GenerationStats, LocalLLM
+    from localrag.reranker import Reranker
     from localrag.store import Store
 
 Mode = Literal["generated", "extractive", "not_found", "collection"]
@@ -291,9 +292,10 @@ class Answerer:
         *,
         no_model: NoModel | None = None,
         load_model: ModelLoader | None = None,
+        reranker: Reranker | None = None,
     ) -> None:
         self.store = store
-        self.retriever = Retriever(store, embedder)
+        self.retriever = Retriever(store, embedder, reranker=reranker)
         self._llm = llm
         # With `load_model`, the model is loaded the first time an answer needs it: a
         # question nothing in the index answers, or a collection question, never loads it.

@@ -18,6 +18,7 @@ from localrag.retrieval import ALL_STAGES, Mode, Retriever, SearchResult, Stages
 
 if TYPE_CHECKING:
     from localrag.embedder import Embedder
+    from localrag.reranker import Reranker
     from localrag.store import Store
 
 DEFAULT_KS = (1, 3, 5, 10)
@@ -129,12 +130,25 @@ ABLATIONS: tuple[tuple[str, Stages, Mode], ...] = (
 )
 
 
+# With a reranker, one more row: the search without it.
+WITHOUT_RERANKER: tuple[str, Stages, Mode] = (
+    "without the reranker",
+    Stages(reranking=False),
+    "hybrid",
+)
+
+
 def ablate_retrieval(
-    store: Store, embedder: Embedder, questions: Sequence[Question]
+    store: Store,
+    embedder: Embedder,
+    questions: Sequence[Question],
+    reranker: Reranker | None = None,
 ) -> list[Ablation]:
-    """What each stage of hybrid search buys on these questions: one row per stage removed."""
+    """What each stage of hybrid search buys on these questions: one row per stage removed
+    (the reranker, where one is given, is a stage of every row but its own)."""
     rows = []
-    for label, stages, mode in ABLATIONS:
-        retriever = Retriever(store, embedder, stages)
+    ablations = (*ABLATIONS[:1], WITHOUT_RERANKER, *ABLATIONS[1:]) if reranker else ABLATIONS
+    for label, stages, mode in ablations:
+        retriever = Retriever(store, embedder, stages, reranker)
         rows.append(Ablation(label, evaluate_retrieval(retriever, questions, mode=mode)))
     return rows

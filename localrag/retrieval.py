@@ -18,6 +18,7 @@ import numpy as np
 
 from localrag.embedder import Embedder
 from localrag.errors import LocalragError
+from localrag.reranker import Reranker
 from localrag.store import ChunkHit, Store
 
 Mode = Literal["hybrid", "vector", "keyword"]
@@ -45,6 +46,9 @@ EXACT_WEIGHT = 1.5
 # one piece, and the other results are free for other places (bench/questions/README.md).
 RUN_WINDOW = 50
 RUN_MAX_CHUNKS = 3
+# An imported cross-encoder (reranker.py) reorders this many of the best fused passages: one
+# model call per passage, so this is most of a reranked search's time.
+RERANK_CANDIDATES = 30
 # A word the embedder splits into this many pieces or more is unknown to it as a whole.
 SPECIFIC_MIN_PIECES = 2
 # A term in more chunks than this is "common": it neither drives the hybrid keyword query
@@ -71,6 +75,7 @@ class Stages:
     exact_lane: bool = True  # passages holding a rare code, name or invented word
     tuned_fusion: bool = True  # RRF_K and KEYWORD_WEIGHT; off: textbook RRF (k=60, equal)
     neighbour_runs: bool = True  # adjacent passages of one file found together: one result
+    reranking: bool = True  # the reranker, where one is given, reorders the best passages
 
 
 ALL_STAGES = Stages()
@@ -185,7 +190,13 @@ def _quoted(term: str) -> str:
 class Retriever:
     """Search one store with one embedder; cheap to create, holds no state between queries."""
 
-    def __init__(self, store: Store, embedder: Embedder, stages: Stages = ALL_STAGES) -> None:
+    def __init__(
+        self,
+        store: Store,
+        embedder: Embedder,
+        stages: Stages = ALL_STAGES,
+        reranker: Reranker | None = None,
+    ) -> None:
         if store.model_identity() is None:
             raise LocalragError(
                 f"the index at {store.path} is empty: run `localrag index FOLDER` first"
@@ -196,6 +207,7 @@ class Retriever:
         self.store = store
         self.embedder = embedder
         self.stages = stages
+        self.reranker = reranker if stages.reranking else None
         self._last_query: tuple[str, np.ndarray] | None = None
 
     def search(
@@ -235,6 +247,8 @@ class Retriever:
                 k=RRF_K if tuned else PLAIN_RRF_K,
             )
             hits = self.store.chunk_hits([cid for cid, _ in fused[: max(k * 3, RUN_WINDOW)]])
+        if self.reranker is not None:
+            fused = _reranked(self.reranker, query, fused, hits)
         runs = _gather_runs(fused, hits, k, joining=self.stages.neighbour_runs)
         vector_scores = dict(vector_ranked)
         keyword_scores = dict(keyword_ranked)
@@ -347,6 +361,32 @@ class Retriever:
         for embedding_id, sim in best:
             ranked.extend((cid, sim) for cid in chunk_ids.get(embedding_id, []))
         return ranked[:depth]
+
+
+def _reranked(
+    reranker: Reranker,
+    query: str,
+    fused: list[tuple[int, float]],
+    hits: dict[int, ChunkHit],
+) -> list[tuple[int, float]]:
+    """The first RERANK_CANDIDATES passages in the cross-encoder's order, the rest after them.
+    The scores stay those of the fusion, handed out again best first, so a result's score
+    still falls with its rank."""
+    head = [(cid, score) for cid, score in fused[:RERANK_CANDIDATES] if cid in hits]
+    if len(head) < 2:
+        return fused
+    texts = [_heading_and_text(hits[cid]) for cid, _ in head]
+    relevance = reranker.score(query, texts)
+    order = sorted(range(len(head)), key=lambda i: -float(relevance[i]))
+    scores = sorted((score for _, score in head), reverse=True)
+    kept = {cid for cid, _ in head}
+    reordered = [(head[i][0], score) for i, score in zip(order, scores, strict=True)]
+    return reordered + [entry for entry in fused if entry[0] not in kept]
+
+
+def _heading_and_text(hit: ChunkHit) -> str:
+    """What the reranker reads of a passage: its heading path says where it stands."""
+    return f"{hit.heading}\n\n{hit.text}" if hit.heading else hit.text
 
 
 @dataclass

@@ -18,8 +18,10 @@ from localrag.cli.base import (
     db_path,
     embedder_option,
     err_console,
+    load_reranker_named,
     open_store,
     private_process,
+    reranker_option,
 )
 from localrag.cli.views import print_search_results, search_results_json
 from localrag.errors import LocalragError
@@ -49,11 +51,13 @@ if TYPE_CHECKING:
     show_default=True,
     help="Retrieval method.",
 )
+@reranker_option
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def search(
     query: str,
     db: Path | None,
     embedder_name: str | None,
+    reranker_name: str | None,
     k: int,
     path_filter: str | None,
     mode: Mode,
@@ -66,7 +70,9 @@ def search(
     if not has_words(query):  # nothing could match: a usage error, as click's own
         raise click.UsageError(NO_WORDS_MESSAGE)
     with open_store(db, read_only=True) as store:
-        retriever = Retriever(store, load_embedder(embedder_name))
+        retriever = Retriever(
+            store, load_embedder(embedder_name), reranker=load_reranker_named(reranker_name)
+        )
         results = retriever.search(query, k, path_filter=path_filter, mode=mode)
     if as_json:
         click.echo(json.dumps(search_results_json(results), ensure_ascii=False, indent=2))
@@ -103,6 +109,7 @@ def search(
 @click.option(
     "--gpu-layers", "n_gpu_layers", type=int, default=None, help="Layers on the GPU (-1: all)."
 )
+@reranker_option
 @click.option("--chat", is_flag=True, help="Keep asking follow-up questions after the answer.")
 @click.option("--json", "as_json", is_flag=True, help="The answer and its sources as JSON.")
 @click.option(
@@ -123,6 +130,7 @@ def ask(
     temperature: float | None,
     n_threads: int | None,
     n_gpu_layers: int | None,
+    reranker_name: str | None,
     chat: bool,
     as_json: bool,
     verbose: bool,
@@ -185,6 +193,7 @@ def ask(
             settings,
             no_model=why,
             load_model=None if no_model else load_model,
+            reranker=load_reranker_named(reranker_name),
         )
         conversation = Conversation()
         # Say how to add a model once, not after every answer (a failed load says so itself).

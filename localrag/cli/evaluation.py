@@ -16,7 +16,9 @@ from localrag.cli.base import (
     db_option,
     embedder_option,
     err_console,
+    load_reranker_named,
     open_store,
+    reranker_option,
 )
 from localrag.cli.views import (
     ablation_json,
@@ -55,6 +57,7 @@ def eval_group() -> None:
     multiple=True,
     help="Retrieval method(s) to score (default: all three).",
 )
+@reranker_option
 @click.option("--misses", is_flag=True, help="List the questions that found nothing.")
 @click.option(
     "--ablate",
@@ -66,6 +69,7 @@ def eval_retrieval(
     questions: Path,
     db: Path | None,
     embedder_name: str | None,
+    reranker_name: str | None,
     modes: tuple[Mode, ...],
     misses: bool,
     ablate: bool,
@@ -77,11 +81,12 @@ def eval_retrieval(
     from localrag.retrieval import Retriever
 
     items = load_questions(questions)
+    reranker = load_reranker_named(reranker_name)
     if ablate:
-        _print_ablation(questions, items, db, embedder_name, as_json)
+        _print_ablation(questions, items, db, embedder_name, reranker, as_json)
         return
     with open_store(db, read_only=True) as store:
-        retriever = Retriever(store, load_embedder(embedder_name))
+        retriever = Retriever(store, load_embedder(embedder_name), reranker=reranker)
         scores = [
             evaluate_retrieval(retriever, items, mode=m)
             for m in (modes or ("hybrid", "vector", "keyword"))
@@ -94,13 +99,18 @@ def eval_retrieval(
 
 
 def _print_ablation(
-    questions: Path, items: list[Any], db: Path | None, embedder_name: str | None, as_json: bool
+    questions: Path,
+    items: list[Any],
+    db: Path | None,
+    embedder_name: str | None,
+    reranker: Any,
+    as_json: bool,
 ) -> None:
     from localrag.embedder import load_embedder
     from localrag.evaluate import ablate_retrieval
 
     with open_store(db, read_only=True) as store:
-        rows = ablate_retrieval(store, load_embedder(embedder_name), items)
+        rows = ablate_retrieval(store, load_embedder(embedder_name), items, reranker)
     if as_json:
         click.echo(json.dumps(ablation_json(rows), indent=2))
     else:

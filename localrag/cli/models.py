@@ -72,6 +72,25 @@ def import_embedder_cmd(
     console.print(f"Embedder ready: {from_here(str(folder))}")
 
 
+@models.command(name="import-reranker")
+@click.argument("source", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option(
+    "--name", default=None, help="Folder name under models/rerankers (default: the source's)."
+)
+def import_reranker_cmd(source: Path, name: str | None) -> None:
+    """Make a cross-encoder reranker usable offline; then `search`/`eval retrieval --reranker
+    NAME`.
+
+    SOURCE is a folder fetched on a connected machine: an ONNX cross-encoder (model.onnx or
+    onnx/model.onnx, with tokenizer.json), or a Hugging Face sequence-classification model
+    (config.json, model.safetensors, tokenizer.json), exported with torch (the export extra).
+    """
+    from localrag.models.reranker_import import import_reranker
+
+    folder = import_reranker(source, name=name)
+    console.print(f"Reranker ready: {from_here(str(folder))}")
+
+
 @models.command(name="quantize-embedder")
 @click.argument("source", required=False)
 @click.option(
