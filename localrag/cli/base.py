@@ -17,7 +17,7 @@ from localrag.chunking import MIN_MAX_TOKENS
 from localrag.errors import LocalragError
 
 if TYPE_CHECKING:
-    pass
+    from localrag.reranker import CrossEncoder
 
 console = Console(highlight=False, soft_wrap=True)
 err_console = Console(stderr=True, highlight=False)
@@ -54,7 +54,7 @@ reranker_option = click.option(
 )
 
 
-def load_reranker_named(name: str | None) -> Any:
+def load_reranker_named(name: str | None) -> CrossEncoder | None:
     """The named reranker, or None for none."""
     if name is None:
         return None

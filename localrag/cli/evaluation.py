@@ -30,6 +30,7 @@ from localrag.errors import LocalragError
 
 if TYPE_CHECKING:
     from localrag.llm import LocalLLM
+    from localrag.reranker import CrossEncoder
     from localrag.retrieval import Mode
 
 # -- eval -----------------------------------------------------------------------------------------
@@ -103,7 +104,7 @@ def _print_ablation(
     items: list[Any],
     db: Path | None,
     embedder_name: str | None,
-    reranker: Any,
+    reranker: CrossEncoder | None,
     as_json: bool,
 ) -> None:
     from localrag.embedder import load_embedder
