@@ -276,28 +276,66 @@ def _quiet_export() -> Iterator[None]:
             hf_logging.enable_progress_bar()
 
 
-def _export_onnx(source: SourceModel, onnx_path: Path) -> tuple[Any, Any, list[str]]:
-    """Trace the transformer to ONNX; returns (wrapped torch model, HF tokenizer, input names)."""
-    torch, transformers = _require_export_deps()
+def model_input_names(tokenizer: Any) -> list[str]:
+    """The BERT-style inputs this Hugging Face tokenizer gives, in the order the ONNX file takes."""
+    return [
+        n
+        for n in ("input_ids", "attention_mask", "token_type_ids")
+        if n in tokenizer.model_input_names
+    ]
 
-    class LastHiddenState(torch.nn.Module):  # type: ignore[name-defined]
+
+def trace_to_onnx(
+    model: Any,
+    output: str,
+    example: Any,
+    names: list[str],
+    onnx_path: Path,
+    output_axes: dict[int, str],
+) -> Any:
+    """Trace `model(**inputs).<output>` to ONNX, the inputs `names` of dynamic batch and length
+    (`example` holds them for tracing); returns the eval-mode wrapper that was traced, the
+    torch reference for a parity check. The exporter's own errors propagate."""
+    import torch
+
+    class KeywordCall(torch.nn.Module):
         """Keyword-only call into the HF model: transformers 5 rejects positional export args."""
 
         def __init__(self, model: Any) -> None:
             super().__init__()
             self.model = model
 
-        def forward(
-            self,
-            input_ids: Any,
-            attention_mask: Any,
-            token_type_ids: Any = None,
-        ) -> Any:
+        def forward(self, input_ids: Any, attention_mask: Any, token_type_ids: Any = None) -> Any:
             extra = {} if token_type_ids is None else {"token_type_ids": token_type_ids}
-            return self.model(
-                input_ids=input_ids, attention_mask=attention_mask, **extra
-            ).last_hidden_state
+            result = self.model(input_ids=input_ids, attention_mask=attention_mask, **extra)
+            return getattr(result, output)
 
+    # A fresh nn.Module starts in training mode and the legacy exporter restores the wrapper's
+    # mode on the whole tree afterwards: without eval() here, dropout would be switched on.
+    wrapper = KeywordCall(model).eval()
+    # The legacy exporter flattens kwargs in dict order, so it must match input_names.
+    kwargs = {n: example[n] for n in names}
+    axes = {n: {0: "batch", 1: "sequence"} for n in names} | {output: output_axes}
+    with torch.no_grad():
+        # dynamo=False: the torch.export path needs onnxscript, which is not a dependency.
+        torch.onnx.export(
+            wrapper,
+            (),
+            str(onnx_path),
+            kwargs=kwargs,
+            input_names=names,
+            output_names=[output],
+            dynamic_axes=axes,
+            opset_version=ONNX_OPSET,
+            do_constant_folding=True,
+            dynamo=False,
+        )
+    return wrapper.eval()
+
+
+def _export_onnx(source: SourceModel, onnx_path: Path) -> tuple[Any, Any, list[str]]:
+    """Trace the transformer to ONNX; returns (wrapped torch model, HF tokenizer, input names)."""
+    _torch, transformers = _require_export_deps()
     with _quiet_export():
         try:
             # Eager attention traces to the MatMul/Softmax pattern onnxruntime fuses; the SDPA
@@ -310,42 +348,20 @@ def _export_onnx(source: SourceModel, onnx_path: Path) -> tuple[Any, Any, list[s
             )
         except Exception as exc:
             raise EmbedderError(f"Cannot load the model in {source.path}: {exc}") from exc
-        names = [
-            n
-            for n in ("input_ids", "attention_mask", "token_type_ids")
-            if n in tokenizer.model_input_names
-        ]
+        names = model_input_names(tokenizer)
         if names[:2] != ["input_ids", "attention_mask"]:
             raise EmbedderError(f"{source.path}: unsupported tokenizer inputs {names}.")
-        # A fresh nn.Module starts in training mode and the legacy exporter restores the wrapper's
-        # mode on the whole tree afterwards: without eval() here, dropout would be switched on.
-        wrapper = LastHiddenState(model).eval()
         example = tokenizer(
             ["a short example", "a somewhat longer example sentence for tracing the model"],
             padding=True,
             return_tensors="pt",
         )
-        # The legacy exporter flattens kwargs in dict order, so it must match input_names.
-        kwargs = {n: example[n] for n in names}
-        axes = {n: {0: "batch", 1: "sequence"} for n in [*names, "last_hidden_state"]}
         try:
-            with torch.no_grad():
-                # dynamo=False: the torch.export path needs onnxscript, which is not a dependency.
-                torch.onnx.export(
-                    wrapper,
-                    (),
-                    str(onnx_path),
-                    kwargs=kwargs,
-                    input_names=names,
-                    output_names=["last_hidden_state"],
-                    dynamic_axes=axes,
-                    opset_version=ONNX_OPSET,
-                    do_constant_folding=True,
-                    dynamo=False,
-                )
+            wrapper = trace_to_onnx(
+                model, "last_hidden_state", example, names, onnx_path, {0: "batch", 1: "sequence"}
+            )
         except Exception as exc:
             raise EmbedderError(f"Exporting {source.path} to ONNX failed: {exc}") from exc
-    wrapper.eval()
     return wrapper, tokenizer, names
 
 

@@ -25,11 +25,12 @@ from localrag.errors import EmbedderError
 from localrag.hashing import sha256_file
 from localrag.models.embedder_import import (
     EXPORT_HINT,
-    ONNX_OPSET,
     _install,
     _quiet_export,
     _require_export_deps,
     _staging_dir,
+    model_input_names,
+    trace_to_onnx,
 )
 from localrag.reranker import (
     ONNX_FILE,
@@ -73,16 +74,6 @@ def _max_length(source: Path) -> int:
 def _export(source: Path, onnx_path: Path) -> None:
     """A Hugging Face sequence-classification folder to ONNX, checked against torch."""
     torch, transformers = _require_export_deps()
-
-    class Logits(torch.nn.Module):  # type: ignore[name-defined]
-        def __init__(self, model: Any) -> None:
-            super().__init__()
-            self.model = model
-
-        def forward(self, input_ids: Any, attention_mask: Any, token_type_ids: Any = None) -> Any:
-            extra = {} if token_type_ids is None else {"token_type_ids": token_type_ids}
-            return self.model(input_ids=input_ids, attention_mask=attention_mask, **extra).logits
-
     with _quiet_export():
         try:
             model = transformers.AutoModelForSequenceClassification.from_pretrained(
@@ -93,37 +84,19 @@ def _export(source: Path, onnx_path: Path) -> None:
             )
         except Exception as exc:
             raise EmbedderError(f"Cannot load a cross-encoder from {source}: {exc}") from exc
-        names = [
-            n
-            for n in ("input_ids", "attention_mask", "token_type_ids")
-            if n in tokenizer.model_input_names
-        ]
-        wrapper = Logits(model).eval()  # dropout off, and kept off after export
+        names = model_input_names(tokenizer)
         example = tokenizer(
             [q for q, _ in CHECK_PAIRS],
             [p for _, p in CHECK_PAIRS],
             padding=True,
             return_tensors="pt",
         )
-        kwargs = {n: example[n] for n in names}
         try:
-            with torch.no_grad():
-                expected = wrapper(**kwargs).numpy()
-                torch.onnx.export(
-                    wrapper,
-                    (),
-                    str(onnx_path),
-                    kwargs=kwargs,
-                    input_names=names,
-                    output_names=["logits"],
-                    dynamic_axes={n: {0: "batch", 1: "sequence"} for n in names}
-                    | {"logits": {0: "batch"}},
-                    opset_version=ONNX_OPSET,
-                    do_constant_folding=True,
-                    dynamo=False,
-                )
+            wrapper = trace_to_onnx(model, "logits", example, names, onnx_path, {0: "batch"})
         except Exception as exc:
             raise EmbedderError(f"Exporting {source} to ONNX failed: {exc}") from exc
+        with torch.no_grad():
+            expected = wrapper(**{n: example[n] for n in names}).numpy()
     import onnxruntime as ort
 
     session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
