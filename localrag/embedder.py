@@ -129,6 +129,20 @@ def _remember_verified(onnx_path: Path, fingerprint: str) -> None:
         write_private_text(onnx_path.parent / VERIFIED_STAMP, json.dumps(stamp))
 
 
+def check_model_file(onnx_path: Path, fingerprint: str, remedy: str) -> None:
+    """Refuse a model file whose sha256 is not its manifest's; hashed once per change of the
+    file (a private stamp beside it remembers), since hashing 90 MB is most of a cold load."""
+    if _verified_before(onnx_path, fingerprint):
+        return
+    actual = sha256_file(onnx_path)
+    if actual != fingerprint:
+        raise EmbedderError(
+            f"{onnx_path} is damaged or was replaced: its sha256 is {actual[:16]}…, "
+            f"the manifest expects {fingerprint[:16]}…. {remedy}"
+        )
+    _remember_verified(onnx_path, fingerprint)
+
+
 def default_threads() -> int:
     """CPU cores this process may use (the affinity mask, where the OS has one)."""
     if hasattr(os, "sched_getaffinity"):
@@ -222,16 +236,9 @@ class FastEmbedder:
                 )
         onnx_path = model_dir / ONNX_FILE
         fingerprint = str(manifest["onnx_sha256"]).lower()
-        if verify and not _verified_before(onnx_path, fingerprint):
-            actual = sha256_file(onnx_path)
-            if actual == fingerprint:
-                _remember_verified(onnx_path, fingerprint)
-            else:
-                raise EmbedderError(
-                    f"{onnx_path} is damaged or was replaced: its sha256 is {actual[:16]}…, "
-                    f"the manifest expects {fingerprint[:16]}…. "
-                    "Re-create the model with `localrag models import-embedder`."
-                )
+        if verify:
+            remedy = "Re-create the model with `localrag models import-embedder`."
+            check_model_file(onnx_path, fingerprint, remedy)
         self.identity = EmbedderIdentity(
             name=str(manifest["name"]), dim=int(manifest["dim"]), fingerprint=fingerprint
         )

@@ -22,9 +22,8 @@ from typing import Any, Protocol
 import numpy as np
 
 from localrag import config
-from localrag.embedder import _pad_token, _remember_verified, _verified_before, default_threads
+from localrag.embedder import _pad_token, check_model_file, default_threads
 from localrag.errors import EmbedderError
-from localrag.hashing import sha256_file
 
 MANIFEST_FILE = "localrag-reranker.json"
 ONNX_FILE = "model.onnx"
@@ -110,15 +109,9 @@ class CrossEncoder:
                     f"The reranker in {model_dir} is incomplete: {path.name} is missing. "
                     f"Import it again with `{IMPORT_HINT}`."
                 )
-        if not _verified_before(onnx_path, manifest.fingerprint):
-            actual = sha256_file(onnx_path)
-            if actual != manifest.fingerprint:
-                raise EmbedderError(
-                    f"{onnx_path} is damaged or was replaced: its sha256 is {actual[:16]}…, "
-                    f"the manifest expects {manifest.fingerprint[:16]}…. "
-                    f"Import the model again with `{IMPORT_HINT}`."
-                )
-            _remember_verified(onnx_path, manifest.fingerprint)
+        check_model_file(
+            onnx_path, manifest.fingerprint, f"Import the model again with `{IMPORT_HINT}`."
+        )
         self.model_dir = model_dir
         self.name = manifest.name
         self.fingerprint = manifest.fingerprint
