@@ -50,7 +50,7 @@ reranker_option = click.option(
     "reranker_name",
     default=None,
     help="A cross-encoder under models/rerankers (`models import-reranker`) that reorders the "
-    "best passages: more accurate, about a second slower per search.",
+    "best 30 passages: one model call per passage.",
 )
 
 
