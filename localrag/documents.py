@@ -104,3 +104,9 @@ class BlockJoiner:
     @property
     def text(self) -> str:
         return "".join(self._pieces)
+
+
+def passage_with_heading(heading: str, text: str) -> str:
+    """A stored passage as the models read it (re-embedding, the reranker): its heading path,
+    a blank line, its text; what `Chunk.embed_text` gave when it was indexed."""
+    return f"{heading}\n\n{text}" if heading else text

@@ -19,6 +19,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+from localrag.documents import passage_with_heading
 from localrag.embedder import Embedder
 from localrag.errors import LocalragError
 from localrag.indexer import text_hash
@@ -45,11 +46,6 @@ class ReembedReport:
     recut_documents: int = 0
     switched: bool = False  # the index was moved from `previous` to `target`
     seconds: float = 0.0
-
-
-def _embed_text(heading: str, text: str) -> str:
-    """The text a passage was embedded as, rebuilt from its stored columns (Chunk.embed_text)."""
-    return f"{heading}\n\n{text}" if heading else text
 
 
 def _token_counts(embedder: Embedder, texts: Sequence[str]) -> list[int]:
@@ -94,7 +90,7 @@ def reembed(
         while rows := store.reembed_pending(after, batch):
             after = rows[-1][0]
             hashes = [h for _, h, _, _ in rows]
-            texts = [_embed_text(heading, text) for _, _, heading, text in rows]
+            texts = [passage_with_heading(heading, text) for _, _, heading, text in rows]
             recut: dict[str, int] = {}
             for h, text, tokens in zip(hashes, texts, _token_counts(embedder, texts), strict=True):
                 if text_hash(text) != h:

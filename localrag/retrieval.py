@@ -16,6 +16,7 @@ from typing import Literal
 
 import numpy as np
 
+from localrag.documents import passage_with_heading
 from localrag.embedder import Embedder
 from localrag.errors import LocalragError
 from localrag.reranker import Reranker
@@ -375,18 +376,13 @@ def _reranked(
     head = [(cid, score) for cid, score in fused[:RERANK_CANDIDATES] if cid in hits]
     if len(head) < 2:
         return fused
-    texts = [_heading_and_text(hits[cid]) for cid, _ in head]
+    texts = [passage_with_heading(hits[cid].heading, hits[cid].text) for cid, _ in head]
     relevance = reranker.score(query, texts)
     order = sorted(range(len(head)), key=lambda i: -float(relevance[i]))
     scores = sorted((score for _, score in head), reverse=True)
     kept = {cid for cid, _ in head}
     reordered = [(head[i][0], score) for i, score in zip(order, scores, strict=True)]
     return reordered + [entry for entry in fused if entry[0] not in kept]
-
-
-def _heading_and_text(hit: ChunkHit) -> str:
-    """What the reranker reads of a passage: its heading path says where it stands."""
-    return f"{hit.heading}\n\n{hit.text}" if hit.heading else hit.text
 
 
 @dataclass
