@@ -131,6 +131,9 @@ class AnswerSettings:
     history_turns: int = 4  # earlier turns given to the model (oldest dropped first)
     rewrite_followups: bool = True  # ask the model to make follow-ups standalone
     extractive_passages: int = 3
+    # A cross-encoder under models/rerankers (`localrag models import-reranker`) that reorders
+    # the best passages of every search; "" or "none": no reranker.
+    reranker: str = ""
 
     @classmethod
     def from_config(cls, **overrides: Any) -> AnswerSettings:

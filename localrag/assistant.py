@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from localrag.embedder import Embedder
     from localrag.indexer import IndexEvent, IndexReport
     from localrag.llm import LocalLLM
+    from localrag.reranker import Reranker
     from localrag.store import ChunkHit, Store
     from localrag.watcher import Watcher, WatchEvent
 
@@ -80,6 +81,8 @@ class Assistant:
         self._llm_overrides = {k: v for k, v in (llm_overrides or {}).items() if v is not None}
         self._settings = settings
         self.llm: LocalLLM | None = None
+        # config.toml's `[answer] reranker`, loaded with the embedder (None: no reranker).
+        self.reranker: Reranker | None = None
         self.model_name: str | None = None
         # Why `llm` is None (None: nothing was loaded or chosen yet), for answers' hints.
         self.no_model: NoModel | None = None
@@ -98,10 +101,12 @@ class Assistant:
         """Open (or create) the database and load the embedder: the slow part of starting."""
         from localrag.answer import AnswerSettings
         from localrag.embedder import load_embedder
+        from localrag.reranker import configured_reranker
         from localrag.store import Store
 
         if self._settings is None:
             self._settings = AnswerSettings.from_config()
+        self.reranker = configured_reranker(None, self._settings)
         self._store = Store.open(self.db_path)
         self._reader = Store.open(self.db_path)
         if self.embedder is None:
@@ -174,7 +179,12 @@ class Assistant:
         with self._ask_lock:
             # A fresh Answerer per question sees folders added since the last one.
             answerer = Answerer(
-                self.store, self.embedder, self.llm, self._settings, no_model=self.no_model
+                self.store,
+                self.embedder,
+                self.llm,
+                self._settings,
+                no_model=self.no_model,
+                reranker=self.reranker,
             )
             return answerer.ask(question, conversation, generate=not search_only)
 

@@ -38,6 +38,7 @@ from localrag.answer import Answerer, AnswerSettings, NoModel
 from localrag.answer import Mode as AnswerMode
 from localrag.errors import LocalragError
 from localrag.paths import printable
+from localrag.reranker import configured_reranker
 from localrag.retrieval import (
     NO_WORDS_MESSAGE,
     Mode,
@@ -145,6 +146,7 @@ class StatusOutput(TypedDict):
     chunks: int
     distinct_vectors: int
     embedder: str | None  # the model the index was built with
+    reranker: str | None  # the cross-encoder that reorders search results, if any
     searchable: bool
     language_model: str
     indexing: Indexing  # the --index pass, which runs while the server answers
@@ -187,6 +189,8 @@ class IndexTools:
         self.model_name = model_name
         self.use_model = use_model
         self.settings = settings or AnswerSettings.from_config()
+        # Loaded once, like the embedder: config.toml's `[answer] reranker`, or None.
+        self.reranker = configured_reranker(None, self.settings)
         self._lock = threading.Lock()
         self._store: Store | None = None
         self._llm: LocalLLM | None = None
@@ -217,7 +221,7 @@ class IndexTools:
         if not has_words(query):
             raise LocalragError(NO_WORDS_MESSAGE)
         # A Retriever is cheap; a fresh one sees an index re-built with another embedder.
-        results = Retriever(self.store(), self.embedder).search(
+        results = Retriever(self.store(), self.embedder, reranker=self.reranker).search(
             query, k, path_filter=path or None, mode=mode
         )
         return {"query": query, "mode": mode, "results": [_hit(r) for r in results]}
@@ -228,7 +232,14 @@ class IndexTools:
         store = self.store()
         Retriever(store, self.embedder)  # an empty index or another embedder: say so first
         llm = self.language_model()
-        answerer = Answerer(store, self.embedder, llm, self.settings, no_model=self._no_model)
+        answerer = Answerer(
+            store,
+            self.embedder,
+            llm,
+            self.settings,
+            no_model=self._no_model,
+            reranker=self.reranker,
+        )
         answer = answerer.ask(question, path_filter=path or None)
         text = answer.read()
         return {
@@ -264,6 +275,7 @@ class IndexTools:
             "chunks": stats.chunks,
             "distinct_vectors": stats.embeddings,
             "embedder": model["name"] if model else None,
+            "reranker": self.reranker.name if self.reranker else None,
             "searchable": model is not None and stats.chunks > 0,
             "language_model": self._model_state(),
             "indexing": self.indexing.state() if self.indexing else NOT_INDEXING,

@@ -17,7 +17,7 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
@@ -25,10 +25,15 @@ from localrag import config
 from localrag.embedder import _pad_token, check_model_file, default_threads
 from localrag.errors import EmbedderError
 
+if TYPE_CHECKING:
+    from localrag.answer import AnswerSettings
+
 MANIFEST_FILE = "localrag-reranker.json"
 ONNX_FILE = "model.onnx"
 TOKENIZER_FILE = "tokenizer.json"
 IMPORT_HINT = "localrag models import-reranker FOLDER"
+# What `--reranker` and the `[answer] reranker` setting take to mean "no reranker".
+NO_RERANKER = "none"
 # Pairs per model call: a pair is up to max_seq_length tokens, so this bounds memory.
 BATCH_PAIRS = 16
 
@@ -177,3 +182,27 @@ def load_reranker(name_or_dir: str | Path) -> CrossEncoder:
             "Hugging Face model with the export extra) fetched on a connected machine."
         )
     return CrossEncoder(folder)
+
+
+def configured_reranker(
+    name: str | None, settings: AnswerSettings | None = None
+) -> CrossEncoder | None:
+    """The reranker `--reranker NAME` asks for, else the one the answer settings name
+    (config.toml's `[answer] reranker`); None when neither names one, or it says "none"."""
+    if name is not None:
+        return reranker_named(name)
+    if settings is None:
+        from localrag.answer import AnswerSettings
+
+        settings = AnswerSettings.from_config()
+    try:
+        return reranker_named(settings.reranker)
+    except EmbedderError as exc:
+        raise EmbedderError(f"config.toml [answer] reranker: {exc}") from exc
+
+
+def reranker_named(name: str) -> CrossEncoder | None:
+    """`load_reranker(name)`, or None for "" and "none"."""
+    if name.strip().lower() in ("", NO_RERANKER):
+        return None
+    return load_reranker(name)

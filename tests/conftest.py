@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 
 from tests.helpers.embedder import build_test_embedder
+from tests.helpers.reranker import write_cross_encoder
 
 _real_connect = socket.socket.connect
 
@@ -64,6 +65,24 @@ def models_env(models_root: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """Point localrag at the session's embedder, as a user with an imported model would be."""
     monkeypatch.setenv("LOCALRAG_MODELS_DIR", str(models_root))
     return models_root
+
+
+@pytest.fixture(scope="session")
+def cross_encoder_source(models_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A Hugging Face cross-encoder folder (tests/helpers/reranker.py); needs torch."""
+    pytest.importorskip("torch")
+    pytest.importorskip("transformers")
+    return write_cross_encoder(tmp_path_factory.mktemp("cross-encoder-hf"), models_root)
+
+
+@pytest.fixture(scope="session")
+def installed_reranker(
+    cross_encoder_source: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Path:
+    """That cross-encoder imported as `tiny-ce` by `localrag models import-reranker`'s code."""
+    from localrag.models.reranker_import import import_reranker
+
+    return import_reranker(cross_encoder_source, tmp_path_factory.mktemp("rerankers"), "tiny-ce")
 
 
 @pytest.fixture(scope="session")

@@ -331,6 +331,25 @@ def test_search(
     traced.assert_offline()
 
 
+def test_search_with_a_reranker(
+    indexed: tuple[Traced, Path],
+    strace: list[str],
+    models_root: Path,
+    installed_reranker: Path,
+    tmp_path: Path,
+) -> None:
+    """The cross-encoder is a second onnxruntime session, loaded from its folder alone."""
+    _, db = indexed
+    shutil.copytree(installed_reranker, models_root / "rerankers" / "strace-ce", dirs_exist_ok=True)
+    home = tmp_path / "home"
+    query = "how does a for statement iterate over a sequence"
+    argv = localrag("search", query, "--db", str(db), "--reranker", "strace-ce", "--json")
+    traced = Run(strace, argv, home, user_env(home, models_root)).finish()
+    assert traced.returncode == 0, traced.text()
+    assert "notes-" in traced.text()
+    traced.assert_offline()
+
+
 def test_ask_without_a_model(
     indexed: tuple[Traced, Path], strace: list[str], models_root: Path, tmp_path: Path
 ) -> None:

@@ -1,10 +1,9 @@
 """Cross-encoder reranking: import (ONNX folder or a Hugging Face model exported here), scoring
 that matches the model, and search results in the reranker's order.
 
-No real cross-encoder can be had from the package registries, so the model is a small BERT
-sequence classifier with random weights and the real MiniLM tokenizer: it runs through the same
-export, onnxruntime session and retrieval path as a real one, and its scores (whatever they
-mean) are checked against torch's for the same pairs.
+The model is tests/helpers/reranker.py's random-weight BERT classifier (conftest's
+`cross_encoder_source` and `installed_reranker`): its scores, whatever they mean, are checked
+against torch's for the same pairs.
 """
 
 from __future__ import annotations
@@ -27,16 +26,11 @@ from localrag.models.reranker_import import import_reranker
 from localrag.reranker import MANIFEST_FILE, ONNX_FILE, CrossEncoder, load_reranker, relevance
 from localrag.retrieval import RERANK_CANDIDATES, Retriever, Stages
 from localrag.store import Store
+from tests.helpers.reranker import TOKENIZER_FILES
 
 pytest.importorskip("torch")
 pytest.importorskip("transformers")
 
-TOKENIZER_FILES = (
-    "tokenizer.json",
-    "tokenizer_config.json",
-    "special_tokens_map.json",
-    "vocab.txt",
-)
 PAIRS = [
     ("how long is parental leave?", "New parents may take up to twenty weeks away from work."),
     ("how long is parental leave?", "Descale the espresso machine every Friday afternoon."),
@@ -52,36 +46,6 @@ NOTES = {
         for p in ("week", "month")
     )
 }
-
-
-@pytest.fixture(scope="session")
-def cross_encoder_source(models_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A Hugging Face cross-encoder folder: a 2-layer BERT classifier, random weights, seeded."""
-    import torch
-    import transformers
-
-    folder = tmp_path_factory.mktemp("cross-encoder-hf")
-    for name in TOKENIZER_FILES:
-        shutil.copyfile(models_root / "embedders" / "all-MiniLM-L6-v2" / name, folder / name)
-    torch.manual_seed(0)
-    config = transformers.BertConfig(
-        vocab_size=30522,
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        intermediate_size=64,
-        max_position_embeddings=512,
-        num_labels=1,
-    )
-    transformers.BertForSequenceClassification(config).eval().save_pretrained(folder)
-    return folder
-
-
-@pytest.fixture(scope="session")
-def installed_reranker(
-    cross_encoder_source: Path, tmp_path_factory: pytest.TempPathFactory
-) -> Path:
-    return import_reranker(cross_encoder_source, tmp_path_factory.mktemp("rerankers"), "tiny-ce")
 
 
 def torch_scores(source: Path, pairs: list[tuple[str, str]]) -> np.ndarray:
@@ -241,3 +205,81 @@ def test_the_command_line_imports_a_reranker_and_searches_with_it(
     assert len(sources) >= 2
     assert sources == sorted(sources, key=by_reranker.index)
     assert sources != sorted(sources, key=by_fusion.index)
+
+
+@pytest.fixture
+def configured(
+    models_env: Path, installed_reranker: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> str:
+    """A reranker installed under models/rerankers and named in config.toml's [answer]."""
+    name = "ce-from-config"
+    shutil.copytree(installed_reranker, models_env / "rerankers" / name, dirs_exist_ok=True)
+    settings = tmp_path / "config.toml"
+    settings.write_text(f'[answer]\nreranker = "{name}"\n')
+    monkeypatch.setenv("LOCALRAG_CONFIG", str(settings))
+    return name
+
+
+def ranked_notes(db: Path, embedder: Any, reranker: Path | None, query: str) -> list[str]:
+    """Every note's file name, best first (one passage a note)."""
+    with Store.open(db, read_only=True) as store:
+        found = Retriever(
+            store, embedder, reranker=CrossEncoder(reranker) if reranker else None
+        ).search(query, k=len(NOTES))
+    return [Path(r.path).name for r in found]
+
+
+def test_a_reranker_named_in_the_settings_serves_every_search(
+    notes_index: Path, embedder: Any, installed_reranker: Path, configured: str
+) -> None:
+    """config.toml's `[answer] reranker` reorders `search`, the TUI's questions and the MCP
+    tools alike; `--reranker none` turns it off for one command."""
+    from localrag.assistant import Assistant
+    from localrag.mcp_server import IndexTools
+
+    query = "where are the spare keys kept"
+    by_reranker = ranked_notes(notes_index, embedder, installed_reranker, query)
+    by_fusion = ranked_notes(notes_index, embedder, None, query)
+    assert by_reranker != by_fusion
+
+    runner = CliRunner()
+    args = ["search", query, "--db", str(notes_index), "--json", "-k", str(len(NOTES))]
+    searched = runner.invoke(cli, args)
+    assert searched.exit_code == 0, searched.output
+    assert [Path(r["path"]).name for r in json.loads(searched.output)] == by_reranker
+    off = runner.invoke(cli, [*args, "--reranker", "none"])
+    assert [Path(r["path"]).name for r in json.loads(off.output)] == by_fusion
+
+    assistant = Assistant(notes_index, embedder=embedder)
+    assistant.open()
+    try:
+        assert assistant.reranker is not None
+        answer = assistant.ask(query, None, search_only=True)
+        sources = [Path(s.path).name for s in answer.sources]
+    finally:
+        assistant.close()
+    assert len(sources) >= 2
+    assert sources == sorted(sources, key=by_reranker.index)
+    assert sources != sorted(sources, key=by_fusion.index)
+
+    tools = IndexTools(notes_index, embedder, use_model=False)
+    try:
+        hits = tools.search(query, k=len(NOTES))["results"]
+        assert [Path(h["path"]).name for h in hits] == by_reranker
+        assert tools.status()["reranker"] == "tiny-ce"  # the name it was imported under
+    finally:
+        tools.close()
+
+
+def test_a_missing_reranker_in_the_settings_names_the_setting_and_the_import(
+    notes_index: Path, embedder: Any, configured: str, models_env: Path
+) -> None:
+    from localrag.assistant import Assistant
+
+    shutil.rmtree(models_env / "rerankers" / configured)
+    assistant = Assistant(notes_index, embedder=embedder)
+    with pytest.raises(EmbedderError, match=r"config.toml \[answer\] reranker.*import-reranker"):
+        assistant.open()
+    assistant.close()
+    failed = CliRunner().invoke(cli, ["search", "spare keys", "--db", str(notes_index)])
+    assert failed.exit_code != 0 and "[answer] reranker" in failed.output

@@ -193,7 +193,7 @@ def ask(
             settings,
             no_model=why,
             load_model=None if no_model else load_model,
-            reranker=load_reranker_named(reranker_name),
+            reranker=load_reranker_named(reranker_name, settings),
         )
         conversation = Conversation()
         # Say how to add a model once, not after every answer (a failed load says so itself).
@@ -256,6 +256,7 @@ def _prompt_question() -> str | None:
     "--gpu-layers", "n_gpu_layers", type=int, default=None, help="Layers on the GPU (-1: all)."
 )
 @click.option("--theme", default=None, help="A Textual theme, e.g. textual-light or nord.")
+@reranker_option
 def tui(
     folders: tuple[Path, ...],
     db: Path | None,
@@ -268,12 +269,14 @@ def tui(
     n_threads: int | None,
     n_gpu_layers: int | None,
     theme: str | None,
+    reranker_name: str | None,
 ) -> None:
     """The terminal app: ask questions, read the cited sources, keep FOLDERS indexed.
 
     FOLDERS are added to the knowledge base first (like `localrag index`); they and every
     folder already in it are watched while the app runs.
     """
+    from localrag.answer import AnswerSettings
     from localrag.assistant import Assistant
     from localrag.tui.app import LocalragApp
 
@@ -286,6 +289,7 @@ def tui(
         db_path(db),
         embedder_name=embedder_name,
         llm_overrides={"n_ctx": n_ctx, "n_threads": n_threads, "n_gpu_layers": n_gpu_layers},
+        settings=AnswerSettings.from_config(reranker=reranker_name),
     )
     if folders:
         from localrag.store import Store

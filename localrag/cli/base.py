@@ -17,6 +17,7 @@ from localrag.chunking import MIN_MAX_TOKENS
 from localrag.errors import LocalragError
 
 if TYPE_CHECKING:
+    from localrag.answer import AnswerSettings
     from localrag.reranker import CrossEncoder
 
 console = Console(highlight=False, soft_wrap=True)
@@ -50,17 +51,18 @@ reranker_option = click.option(
     "reranker_name",
     default=None,
     help="A cross-encoder under models/rerankers (`models import-reranker`) that reorders the "
-    "best 30 passages: one model call per passage.",
+    "best 30 passages: one model call per passage (default: config.toml [answer] reranker; "
+    "`none` for none).",
 )
 
 
-def load_reranker_named(name: str | None) -> CrossEncoder | None:
-    """The named reranker, or None for none."""
-    if name is None:
-        return None
-    from localrag.reranker import load_reranker
+def load_reranker_named(
+    name: str | None, settings: AnswerSettings | None = None
+) -> CrossEncoder | None:
+    """The reranker `--reranker` names, else config.toml's; None for none."""
+    from localrag.reranker import configured_reranker
 
-    return load_reranker(name)
+    return configured_reranker(name, settings)
 
 
 max_file_size_option = click.option(

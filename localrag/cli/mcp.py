@@ -10,7 +10,14 @@ from pathlib import Path
 
 import click
 
-from localrag.cli.base import cli, db_option, db_path, embedder_option, err_console
+from localrag.cli.base import (
+    cli,
+    db_option,
+    db_path,
+    embedder_option,
+    err_console,
+    reranker_option,
+)
 
 INSTALL_HINT = "`localrag mcp` needs the MCP SDK, an optional extra: pip install 'localrag[mcp]'"
 
@@ -34,12 +41,14 @@ INSTALL_HINT = "`localrag mcp` needs the MCP SDK, an optional extra: pip install
 @click.option(
     "--no-model", is_flag=True, help="`ask` answers with the best passages; no model is loaded."
 )
+@reranker_option
 def mcp_command(
     db: Path | None,
     embedder_name: str | None,
     index_first: bool,
     model_name: str | None,
     no_model: bool,
+    reranker_name: str | None,
 ) -> None:
     """Serve the index over MCP on stdin/stdout: search, ask, status, passage.
 
@@ -50,6 +59,7 @@ def mcp_command(
         import mcp  # noqa: F401 (is the optional extra installed?)
     except ImportError as exc:
         raise click.ClickException(INSTALL_HINT) from exc
+    from localrag.answer import AnswerSettings
     from localrag.embedder import load_embedder
     from localrag.mcp_server import BackgroundIndex, IndexTools, build_server
 
@@ -63,7 +73,12 @@ def mcp_command(
     # Not before serving: a long first pass would outlast the client's wait for `initialize`.
     indexing = BackgroundIndex(path, embedder, on_finish=_say) if index_first else None
     tools = IndexTools(
-        path, embedder, model_name=model_name, use_model=not no_model, indexing=indexing
+        path,
+        embedder,
+        model_name=model_name,
+        use_model=not no_model,
+        settings=AnswerSettings.from_config(reranker=reranker_name),
+        indexing=indexing,
     )
     try:
         build_server(tools).run("stdio")  # starts `indexing` once serving
