@@ -19,10 +19,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from localrag.errors import ConfigError, LocalragError
+from localrag.errors import ConfigError, LocalragError, ModelMismatchError
 
 if TYPE_CHECKING:
-    from localrag.answer import Answer, AnswerSettings, Conversation, NoModel
+    from localrag.answer import Answer, Answerer, AnswerSettings, Conversation, NoModel
     from localrag.conversations import ConversationSummary, SavedTurn
     from localrag.embedder import Embedder
     from localrag.indexer import IndexEvent, IndexReport
@@ -100,7 +100,7 @@ class Assistant:
     def open(self) -> None:
         """Open (or create) the database and load the embedder: the slow part of starting."""
         from localrag.answer import AnswerSettings
-        from localrag.embedder import load_embedder
+        from localrag.embedder import embedder_for_index
         from localrag.reranker import configured_reranker
         from localrag.store import Store
 
@@ -110,7 +110,7 @@ class Assistant:
         self._store = Store.open(self.db_path)
         self._reader = Store.open(self.db_path)
         if self.embedder is None:
-            self.embedder = load_embedder(self._embedder_name)
+            self.embedder = embedder_for_index(self._store.model_identity(), self._embedder_name)
 
     @property
     def store(self) -> Store:
@@ -172,21 +172,35 @@ class Assistant:
         self, question: str, conversation: Conversation | None, *, search_only: bool = False
     ) -> Answer:
         """Retrieve and start an answer; iterate the result to stream it (outside any lock)."""
-        from localrag.answer import Answerer
-
         if self.embedder is None:
             raise LocalragError("the embedding model is not loaded yet")
         with self._ask_lock:
             # A fresh Answerer per question sees folders added since the last one.
-            answerer = Answerer(
-                self.store,
-                self.embedder,
-                self.llm,
-                self._settings,
-                no_model=self.no_model,
-                reranker=self.reranker,
-            )
+            try:
+                answerer = self._answerer(self.embedder)
+            except ModelMismatchError:
+                answerer = self._answerer(self._follow_index_model())
             return answerer.ask(question, conversation, generate=not search_only)
+
+    def _answerer(self, embedder: Embedder) -> Answerer:
+        from localrag.answer import Answerer
+
+        return Answerer(
+            self.store,
+            embedder,
+            self.llm,
+            self._settings,
+            no_model=self.no_model,
+            reranker=self.reranker,
+        )
+
+    def _follow_index_model(self) -> Embedder:
+        """`index --reembed` in another process moved the index to another embedding model
+        since it was opened: ask with that model from now on, as the watcher indexes with it."""
+        from localrag.embedder import embedder_for_index
+
+        self.embedder = embedder_for_index(self.store.model_identity())
+        return self.embedder
 
     def save_turn(self, conversation_id: int | None, answer: Answer, *, stopped: bool) -> int:
         """Keep a finished turn; starts a saved conversation on its first turn. Returns its id."""

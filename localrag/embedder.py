@@ -18,7 +18,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
@@ -438,3 +438,23 @@ def load_embedder(
     return FastEmbedder(
         resolve_embedder_dir(name_or_dir), threads=threads, verify=verify, lazy=lazy
     )
+
+
+def embedder_for_index(
+    recorded: Mapping[str, Any] | None,
+    name_or_dir: str | Path | None = None,
+    *,
+    lazy: bool = False,
+) -> FastEmbedder:
+    """The embedder to search or extend an index with: the one asked for, else the one the
+    index records, else the default. An index moved with `index --reembed` (to an int8 model,
+    say) is then used with its own model without naming it on every command."""
+    if name_or_dir is not None or recorded is None:
+        return load_embedder(name_or_dir, lazy=lazy)
+    name = str(recorded["name"])
+    try:
+        return load_embedder(config.embedder_folder_name(name), lazy=lazy)
+    except EmbedderError as exc:
+        raise EmbedderError(
+            f"this index was built with embedding model {name}, which cannot be loaded here: {exc}"
+        ) from exc

@@ -36,7 +36,8 @@ from typing_extensions import TypedDict
 
 from localrag.answer import Answerer, AnswerSettings, NoModel
 from localrag.answer import Mode as AnswerMode
-from localrag.errors import LocalragError
+from localrag.embedder import embedder_for_index
+from localrag.errors import LocalragError, ModelMismatchError
 from localrag.paths import printable
 from localrag.reranker import configured_reranker
 from localrag.retrieval import (
@@ -220,17 +221,14 @@ class IndexTools:
     ) -> SearchOutput:
         if not has_words(query):
             raise LocalragError(NO_WORDS_MESSAGE)
-        # A Retriever is cheap; a fresh one sees an index re-built with another embedder.
-        results = Retriever(self.store(), self.embedder, reranker=self.reranker).search(
-            query, k, path_filter=path or None, mode=mode
-        )
+        results = self._retriever().search(query, k, path_filter=path or None, mode=mode)
         return {"query": query, "mode": mode, "results": [_hit(r) for r in results]}
 
     def ask(self, question: str, path: str | None = None) -> AskOutput:
         if not has_words(question):
             raise LocalragError(NO_WORDS_MESSAGE)
         store = self.store()
-        Retriever(store, self.embedder)  # an empty index or another embedder: say so first
+        self._retriever()  # an empty index, or one moved to another embedder: first
         llm = self.language_model()
         answerer = Answerer(
             store,
@@ -260,6 +258,17 @@ class IndexTools:
             "invalid_citations": list(answer.invalid),
             "hint": answer.hint,
         }
+
+    def _retriever(self) -> Retriever:
+        """A Retriever is cheap: a fresh one per call sees the index as it is now. When
+        `index --reembed` moved it to another embedding model since the server started, the
+        queries follow it (and say so plainly when that model is not installed here)."""
+        store = self.store()
+        try:
+            return Retriever(store, self.embedder, reranker=self.reranker)
+        except ModelMismatchError:
+            self.embedder = embedder_for_index(store.model_identity())
+            return Retriever(store, self.embedder, reranker=self.reranker)
 
     def status(self) -> StatusOutput:
         stats = self.store().stats()

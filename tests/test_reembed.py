@@ -315,6 +315,54 @@ def test_index_reembed_command(
     assert code == 0 and "already uses" in out
     code, out = _run("status", "--json")
     assert json.loads(out)["model"]["name"].endswith("-int8")
+    # From then on every command uses the index's own model without being told...
+    code, out = _run("search", MARKER, "-k", "1")
+    assert code == 0 and "marker.md" in out
+    (docs / "late.md").write_text("# Late\n\nThe late delivery arrived on Thursday.\n")
+    code, out = _run("index")
+    assert code == 0 and "1 added" in out, out
+    # ...but one named on the command line is still checked against the index,
+    code, out = _run("search", MARKER, "--embedder", "all-MiniLM-L6-v2")
+    assert code == 1 and "was built with embedding model" in out
+    # and an index whose model is not installed here says which model it needs.
+    monkeypatch.setenv("LOCALRAG_MODELS_DIR", str(int8_models_root / "nothing-here"))
+    code, out = _run("search", MARKER)
+    needed = "built with embedding model sentence-transformers/all-MiniLM-L6-v2-int8"
+    assert code == 1 and needed in out
+
+
+def test_the_app_and_the_mcp_tools_follow_an_index_moved_while_they_run(
+    tmp_path: Path,
+    embedder,  # type: ignore[no-untyped-def]
+    int8_embedder,
+    int8_models_root: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """`index --reembed` in another process: the next question uses the new model."""
+    from localrag.assistant import Assistant
+    from localrag.mcp_server import IndexTools
+
+    monkeypatch.setenv("LOCALRAG_MODELS_DIR", str(int8_models_root))
+    docs = _docs(tmp_path / "docs")
+    db = tmp_path / "index.db"
+    with Store.open(db) as store:
+        Indexer(store, embedder).index([docs])
+    assistant = Assistant(db, embedder=embedder)
+    assistant.open()
+    tools = IndexTools(db, embedder, use_model=False)
+    try:
+        assert tools.search(MARKER, k=1)["results"][0]["path"].endswith("marker.md")
+        with Store.open(db) as other:
+            assert reembed(other, int8_embedder).switched
+        answer = assistant.ask(MARKER, None, search_only=True)
+        assert answer.sources[0].path.endswith("marker.md")
+        assert assistant.embedder is not None
+        assert _identity(assistant.embedder) == _identity(int8_embedder)
+        assert tools.search(MARKER, k=1)["results"][0]["path"].endswith("marker.md")
+        assert _identity(tools.embedder) == _identity(int8_embedder)
+    finally:
+        tools.close()
+        assistant.close()
 
 
 def _many_files(root: Path, count: int) -> None:

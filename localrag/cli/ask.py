@@ -64,14 +64,16 @@ def search(
     as_json: bool,
 ) -> None:
     """Search the index by meaning and by keyword."""
-    from localrag.embedder import load_embedder
+    from localrag.embedder import embedder_for_index
     from localrag.retrieval import NO_WORDS_MESSAGE, Retriever, has_words
 
     if not has_words(query):  # nothing could match: a usage error, as click's own
         raise click.UsageError(NO_WORDS_MESSAGE)
     with open_store(db, read_only=True) as store:
         retriever = Retriever(
-            store, load_embedder(embedder_name), reranker=load_reranker_named(reranker_name)
+            store,
+            embedder_for_index(store.model_identity(), embedder_name),
+            reranker=load_reranker_named(reranker_name),
         )
         results = retriever.search(query, k, path_filter=path_filter, mode=mode)
     if as_json:
@@ -142,7 +144,7 @@ def ask(
     """
     from localrag.answer import Answerer, AnswerSettings, Conversation, NoModel
     from localrag.cli.ask_view import answer_json, print_answer
-    from localrag.embedder import load_embedder
+    from localrag.embedder import embedder_for_index
     from localrag.llm import LocalLLM, load_llm
     from localrag.models.registry import resolve_model
     from localrag.retrieval import has_words
@@ -157,7 +159,7 @@ def ask(
         raise click.UsageError("the question has no words to search for")
     settings = AnswerSettings.from_config()
     with open_store(db, read_only=True) as store:
-        embedder = load_embedder(embedder_name)
+        embedder = embedder_for_index(store.model_identity(), embedder_name)
         why = NoModel("not asked") if no_model else None
         failed_load_said = False
 

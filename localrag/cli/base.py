@@ -127,4 +127,14 @@ def open_store(db: Path | None, *, read_only: bool) -> Iterator[Any]:
         store.close()
 
 
+def recorded_model(db: Path | None) -> dict[str, Any] | None:
+    """The embedding model an existing index records; None for a new or empty one."""
+    path = db_path(db)
+    if not path.exists():
+        return None
+    with open_store(path, read_only=True) as store:
+        recorded: dict[str, Any] | None = store.model_identity()
+        return recorded
+
+
 # -- index ----------------------------------------------------------------------------------------

@@ -77,7 +77,7 @@ def eval_retrieval(
     as_json: bool,
 ) -> None:
     """Score retrieval on a JSONL file of {"q", "file", "answer"}: hit@1/3/5/10 and MRR."""
-    from localrag.embedder import load_embedder
+    from localrag.embedder import embedder_for_index
     from localrag.evaluate import evaluate_retrieval, load_questions
     from localrag.retrieval import Retriever
 
@@ -87,7 +87,8 @@ def eval_retrieval(
         _print_ablation(questions, items, db, embedder_name, reranker, as_json)
         return
     with open_store(db, read_only=True) as store:
-        retriever = Retriever(store, load_embedder(embedder_name), reranker=reranker)
+        embedder = embedder_for_index(store.model_identity(), embedder_name)
+        retriever = Retriever(store, embedder, reranker=reranker)
         scores = [
             evaluate_retrieval(retriever, items, mode=m)
             for m in (modes or ("hybrid", "vector", "keyword"))
@@ -107,11 +108,12 @@ def _print_ablation(
     reranker: CrossEncoder | None,
     as_json: bool,
 ) -> None:
-    from localrag.embedder import load_embedder
+    from localrag.embedder import embedder_for_index
     from localrag.evaluate import ablate_retrieval
 
     with open_store(db, read_only=True) as store:
-        rows = ablate_retrieval(store, load_embedder(embedder_name), items, reranker)
+        embedder = embedder_for_index(store.model_identity(), embedder_name)
+        rows = ablate_retrieval(store, embedder, items, reranker)
     if as_json:
         click.echo(json.dumps(ablation_json(rows), indent=2))
     else:
@@ -183,7 +185,7 @@ def eval_answers(
         load_held_out,
         scores_json,
     )
-    from localrag.embedder import load_embedder
+    from localrag.embedder import embedder_for_index
     from localrag.models.registry import resolve_model
 
     held_out = load_held_out(questions)[:limit]
@@ -192,7 +194,7 @@ def eval_answers(
         resolve_model(name)  # an unknown name fails now, not after minutes of answering
     rows = []
     with open_store(db, read_only=True) as store:
-        embedder = load_embedder(embedder_name)
+        embedder = embedder_for_index(store.model_identity(), embedder_name)
         with err_console.status("Answering…") as status:
 
             def on_progress(mode: str, done: int, total: int) -> None:

@@ -120,11 +120,11 @@ def finetune_dataset(
         report = dataset_from_jsonl(from_jsonl, out_dir, settings)
         console.print(report.summary())
         return
-    from localrag.embedder import load_embedder
+    from localrag.embedder import embedder_for_index
     from localrag.llm import load_llm
 
     with open_store(db, read_only=True) as store:
-        embedder = load_embedder(embedder_name)
+        embedder = embedder_for_index(store.model_identity(), embedder_name)
         with err_console.status("Loading the language model…"):
             llm = load_llm(model_name)
         if llm is None:

@@ -22,6 +22,7 @@ from localrag.cli.base import (
     ignore_option,
     max_file_size_option,
     open_store,
+    recorded_model,
 )
 from localrag.cli.views import LanguageModelStatus, print_status, status_json
 from localrag.errors import DiskFullError, LocalragError
@@ -69,7 +70,7 @@ def index(
     A file given on its own is kept on its own: refreshing later looks at that file, not at
     the folder around it.
     """
-    from localrag.embedder import load_embedder
+    from localrag.embedder import embedder_for_index, load_embedder
     from localrag.indexer import Indexer, IndexEvent
 
     settings = _index_settings(max_file_size, chunk_tokens, embed_batch, ignore)
@@ -90,7 +91,11 @@ def index(
             if not roots:
                 raise LocalragError("every folder in the index is missing: nothing to refresh")
         # Lazy: on an unchanged folder nothing is embedded, so the model never starts.
-        embedder = load_embedder(embedder_name, lazy=True)
+        embedder = (
+            load_embedder(embedder_name, lazy=True)  # the model to move to (or the default)
+            if reembed
+            else embedder_for_index(store.model_identity(), embedder_name, lazy=True)
+        )
         if reembed or _reembed_under_way(store, embedder):
             _reembed(store, embedder, quiet, settings.embed_batch)
         progress = Progress(
@@ -255,11 +260,11 @@ def watch(
     import signal
 
     from localrag.cli.watch_view import WatchView
-    from localrag.embedder import load_embedder
+    from localrag.embedder import embedder_for_index
     from localrag.watcher import Watcher
 
     settings = _index_settings(max_file_size, chunk_tokens, None, ignore)
-    embedder = load_embedder(embedder_name)
+    embedder = embedder_for_index(recorded_model(db), embedder_name)
     view = WatchView(console, err_console, from_here, quiet=quiet, as_json=as_json)
     watcher = Watcher(
         db_path(db),

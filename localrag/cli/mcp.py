@@ -16,6 +16,7 @@ from localrag.cli.base import (
     db_path,
     embedder_option,
     err_console,
+    recorded_model,
     reranker_option,
 )
 
@@ -60,7 +61,7 @@ def mcp_command(
     except ImportError as exc:
         raise click.ClickException(INSTALL_HINT) from exc
     from localrag.answer import AnswerSettings
-    from localrag.embedder import load_embedder
+    from localrag.embedder import embedder_for_index
     from localrag.mcp_server import BackgroundIndex, IndexTools, build_server
 
     path = db_path(db)
@@ -69,7 +70,8 @@ def mcp_command(
             from localrag.models.registry import resolve_model
 
             resolve_model(model_name)  # a misspelt --model fails here, not at the first ask
-        embedder = load_embedder(embedder_name)  # loaded once: each query costs milliseconds
+        # Loaded once: each query then costs milliseconds.
+        embedder = embedder_for_index(recorded_model(db), embedder_name)
     # Not before serving: a long first pass would outlast the client's wait for `initialize`.
     indexing = BackgroundIndex(path, embedder, on_finish=_say) if index_first else None
     tools = IndexTools(
