@@ -74,6 +74,8 @@ def profile(name: str, texts: list[str], threads: int, work: Path) -> dict[str, 
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.enable_profiling = True
+    options.profile_file_prefix = str(work / Path(name).name)
     session = ort.InferenceSession(
         str(embedder.model_dir / "model.onnx"), options, providers=["CPUExecutionProvider"]
     )
@@ -91,19 +93,20 @@ def profile(name: str, texts: list[str], threads: int, work: Path) -> dict[str, 
         if "token_type_ids" in inputs:
             feeds["token_type_ids"] = np.zeros_like(ids)
         batches.append(feeds)
-    for feeds in batches:  # warm-up, not profiled
-        session.run(None, feeds)
-    options.enable_profiling = True
-    options.profile_file_prefix = str(work / Path(name).name)
-    session = ort.InferenceSession(
-        str(embedder.model_dir / "model.onnx"), options, providers=["CPUExecutionProvider"]
-    )
-    for feeds in batches:
-        session.run(None, feeds)
+    for _pass in ("warm-up", "measured"):
+        for feeds in batches:
+            session.run(None, feeds)
     events = json.loads(Path(session.end_profiling()).read_text())
+    # Only the second pass counts: it starts with the run after the warm-up's last one.
+    runs = sorted(e["ts"] for e in events if e.get("name") == "model_run")
+    measured_from = runs[len(batches)]
     per_op: collections.Counter[str] = collections.Counter()
     for event in events:
-        if event.get("cat") == "Node" and event["name"].endswith("_kernel_time"):
+        if (
+            event.get("cat") == "Node"
+            and event["name"].endswith("_kernel_time")
+            and event["ts"] >= measured_from
+        ):
             per_op[event["args"]["op_name"]] += event["dur"]
     return dict(per_op)
 
