@@ -87,6 +87,8 @@ class Assistant:
         # Why `llm` is None (None: nothing was loaded or chosen yet), for answers' hints.
         self.no_model: NoModel | None = None
         self._store: Store | None = None
+        # The model the index recorded when it was opened (or last followed).
+        self._index_model: dict[str, Any] | None = None
         self._reader: Store | None = None
         self._ask_lock = threading.Lock()
         self._read_lock = threading.Lock()
@@ -109,8 +111,9 @@ class Assistant:
         self.reranker = configured_reranker(None, self._settings)
         self._store = Store.open(self.db_path)
         self._reader = Store.open(self.db_path)
+        self._index_model = self._store.model_identity()
         if self.embedder is None:
-            self.embedder = embedder_for_index(self._store.model_identity(), self._embedder_name)
+            self.embedder = embedder_for_index(self._index_model, self._embedder_name)
 
     @property
     def store(self) -> Store:
@@ -178,8 +181,8 @@ class Assistant:
             # A fresh Answerer per question sees folders added since the last one.
             try:
                 answerer = self._answerer(self.embedder)
-            except ModelMismatchError:
-                answerer = self._answerer(self._follow_index_model())
+            except ModelMismatchError as exc:
+                answerer = self._answerer(self._follow_index_model(exc))
             return answerer.ask(question, conversation, generate=not search_only)
 
     def _answerer(self, embedder: Embedder) -> Answerer:
@@ -194,12 +197,14 @@ class Assistant:
             reranker=self.reranker,
         )
 
-    def _follow_index_model(self) -> Embedder:
+    def _follow_index_model(self, refused: ModelMismatchError) -> Embedder:
         """`index --reembed` in another process moved the index to another embedding model
         since it was opened: ask with that model from now on, as the watcher indexes with it."""
-        from localrag.embedder import embedder_for_index
+        from localrag.embedder import embedder_after_move
 
-        self.embedder = embedder_for_index(self.store.model_identity())
+        current = self.store.model_identity()
+        self.embedder = embedder_after_move(self._index_model, current, refused)
+        self._index_model = current
         return self.embedder
 
     def save_turn(self, conversation_id: int | None, answer: Answer, *, stopped: bool) -> int:

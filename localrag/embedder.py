@@ -440,6 +440,17 @@ def load_embedder(
     )
 
 
+def embedder_after_move(
+    seen: Mapping[str, Any] | None, current: Mapping[str, Any] | None, refused: Exception
+) -> FastEmbedder:
+    """The model an index was moved to (`index --reembed`) since `seen` was read from it, for
+    a long-running reader to go on with; `refused` (its ModelMismatchError) again when the
+    index did not move, so a model the user named that never matched is still refused."""
+    if current is None or current == seen:
+        raise refused
+    return embedder_for_index(current)
+
+
 def embedder_for_index(
     recorded: Mapping[str, Any] | None,
     name_or_dir: str | Path | None = None,

@@ -36,7 +36,7 @@ from typing_extensions import TypedDict
 
 from localrag.answer import Answerer, AnswerSettings, NoModel
 from localrag.answer import Mode as AnswerMode
-from localrag.embedder import embedder_for_index
+from localrag.embedder import embedder_after_move
 from localrag.errors import LocalragError, ModelMismatchError
 from localrag.paths import printable
 from localrag.reranker import configured_reranker
@@ -194,6 +194,8 @@ class IndexTools:
         self.reranker = configured_reranker(None, self.settings)
         self._lock = threading.Lock()
         self._store: Store | None = None
+        # The model the index recorded when it was first read (or last followed).
+        self._index_model: dict[str, Any] | None = None
         self._llm: LocalLLM | None = None
         self._llm_tried = False
         # Why there is no model (the answers' hint), as `localrag ask` says it.
@@ -261,13 +263,15 @@ class IndexTools:
 
     def _retriever(self) -> Retriever:
         """A Retriever is cheap: a fresh one per call sees the index as it is now. When
-        `index --reembed` moved it to another embedding model since the server started, the
+        `index --reembed` moved it to another embedding model since it was first read, the
         queries follow it (and say so plainly when that model is not installed here)."""
         store = self.store()
         try:
             return Retriever(store, self.embedder, reranker=self.reranker)
-        except ModelMismatchError:
-            self.embedder = embedder_for_index(store.model_identity())
+        except ModelMismatchError as exc:
+            current = store.model_identity()
+            self.embedder = embedder_after_move(self._index_model, current, exc)
+            self._index_model = current
             return Retriever(store, self.embedder, reranker=self.reranker)
 
     def status(self) -> StatusOutput:
@@ -321,6 +325,7 @@ class IndexTools:
 
         if self._store is None:
             self._store = Store.open(self.db_path, read_only=True)
+            self._index_model = self._store.model_identity()
         return self._store
 
     def language_model(self) -> LocalLLM | None:

@@ -363,6 +363,19 @@ def test_the_app_and_the_mcp_tools_follow_an_index_moved_while_they_run(
     finally:
         tools.close()
         assistant.close()
+    # Opened after the move with the old model named: refused, not switched behind the user.
+    stale = Assistant(db, embedder=embedder)
+    stale.open()
+    stale_tools = IndexTools(db, embedder, use_model=False)
+    try:
+        with pytest.raises(ModelMismatchError, match="was built with embedding model"):
+            stale.ask(MARKER, None, search_only=True)
+        with pytest.raises(ModelMismatchError, match="was built with embedding model"):
+            stale_tools.search(MARKER, k=1)
+        assert stale.embedder is embedder and stale_tools.embedder is embedder
+    finally:
+        stale_tools.close()
+        stale.close()
 
 
 def _many_files(root: Path, count: int) -> None:
